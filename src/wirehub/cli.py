@@ -1,0 +1,163 @@
+"""The ``wirehub`` command: ``serve`` an app, ``connect`` to a WebSocket.
+
+Only this module reads the command line and the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib
+import importlib.util
+import logging
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wirehub.exceptions import ConfigError
+from wirehub.hub.hub import Hub
+
+__all__ = ["load_app", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="wirehub")
+def main() -> None:
+    """wirehub: a real-time WebSocket hub for Python."""
+
+
+def load_app(target: str) -> Hub:
+    """Import ``module:attr`` or ``path/to/file.py:attr`` and return the Hub.
+
+    ``attr`` may be a ``Hub`` or a function returning one; it defaults to ``hub``.
+    """
+    location, _, attr = target.partition(":")
+    attr = attr or "hub"
+    if location.endswith(".py") or "/" in location:
+        path = Path(location).resolve()
+        if not path.is_file():
+            raise ConfigError(f"no such file: {location}")
+        sys.path.insert(0, str(path.parent))
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        spec.loader.exec_module(module)
+    else:
+        sys.path.insert(0, str(Path.cwd()))
+        module = importlib.import_module(location)
+    try:
+        app: Any = getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"{location} has no attribute {attr!r}") from None
+    if not isinstance(app, Hub) and callable(app):
+        app = app()
+    if not isinstance(app, Hub):
+        raise ConfigError(f"{target} is a {type(app).__name__}, not a wirehub.Hub")
+    return app
+
+
+@main.command()
+@click.argument("app")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8000, show_default=True, help="Port to bind (0: any free port).")
+@click.option(
+    "--certfile", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM)."
+)
+@click.option(
+    "--keyfile", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM)."
+)
+@click.option("--max-message-size", type=int, help="Largest message in bytes (default 1 MiB).")
+@click.option("--no-compression", is_flag=True, help="Do not offer permessage-deflate.")
+@click.option(
+    "--shutdown-code",
+    type=click.Choice(["1001", "1012"]),
+    default="1001",
+    show_default=True,
+    help="Close code sent to clients on SIGTERM/SIGINT (1012: restarting).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def serve(
+    app: str,
+    host: str,
+    port: int,
+    certfile: str | None,
+    keyfile: str | None,
+    max_message_size: int | None,
+    no_compression: bool,
+    shutdown_code: str,
+    log_level: str,
+) -> None:
+    """Serve APP, given as module:attr or path/to/file.py:attr."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        hub = load_app(app)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    if max_message_size is not None:
+        hub.limits = dataclasses.replace(hub.limits, max_message_size=max_message_size)
+    if no_compression:
+        hub.compression = False
+    context = None
+    if certfile:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(certfile, keyfile)
+    elif keyfile:
+        raise click.UsageError("--keyfile needs --certfile")
+
+    def announce(future: asyncio.Future[Any]) -> None:
+        server = future.result()
+        routes = ", ".join(sorted(hub.router.websocket)) or "none"
+        click.echo(f"wirehub serving {app} on {server.url} (WebSocket routes: {routes})")
+        sys.stdout.flush()
+
+    _run_with_announce(hub, host, port, context, int(shutdown_code), announce)
+
+
+def _run_with_announce(
+    hub: Hub, host: str, port: int, context: ssl.SSLContext | None, code: int, announce: Any
+) -> None:
+    from wirehub.server.serve import serve as serve_hub
+
+    async def main_() -> None:
+        ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        ready.add_done_callback(announce)
+        await serve_hub(hub, host, port, ssl=context, shutdown_code=code, ready=ready)
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main_())
+    else:
+        uvloop.run(main_())
+
+
+@main.command()
+@click.argument("url")
+@click.option("-H", "--header", "headers", multiple=True, help="Extra header 'Name: value'.")
+@click.option("-s", "--subprotocol", "subprotocols", multiple=True, help="Offer a subprotocol.")
+@click.option("-k", "--insecure", is_flag=True, help="Do not verify the TLS certificate.")
+def connect(
+    url: str, headers: tuple[str, ...], subprotocols: tuple[str, ...], insecure: bool
+) -> None:
+    """Open a WebSocket to URL: print what arrives, send each line typed."""
+    from wirehub.terminal import run_terminal
+
+    parsed: list[tuple[str, str]] = []
+    for header in headers:
+        name, sep, value = header.partition(":")
+        if not sep:
+            raise click.UsageError(f"--header takes 'Name: value', not {header!r}")
+        parsed.append((name.strip(), value.strip()))
+    code = asyncio.run(run_terminal(url, parsed, list(subprotocols), insecure=insecure))
+    sys.exit(code)

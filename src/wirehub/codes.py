@@ -1,0 +1,53 @@
+"""Wire codes: WebSocket close codes and whether a client should reconnect.
+
+This module is the single source of truth. ``docs/PROTOCOL.md`` documents it
+and the browser client's copy is checked against it by a test.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["CloseCode", "should_reconnect"]
+
+
+class CloseCode(enum.IntEnum):
+    """Close codes the server sends (RFC 6455 §7.4 plus wirehub's 4xxx range)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  # server shutting down or client navigating away
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    ABNORMAL = 1006  # never sent: the TCP connection dropped
+    INVALID_DATA = 1007  # e.g. text frame that is not UTF-8
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011  # a handler crashed, or keepalive timed out
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
+    # wirehub-specific (the 4000-4999 range is private use, RFC 6455 §7.4.2)
+    UNAUTHORIZED = 4001  # authentication failed: do not retry with the same token
+    FORBIDDEN = 4003  # authenticated but not allowed
+    TOKEN_EXPIRED = 4004  # refresh the token, then reconnect
+    SLOW_CONSUMER = 4008  # the client did not read fast enough; reconnect and recover
+    RATE_LIMITED = 4029  # sustained abuse of rate limits
+
+
+# Codes after which reconnecting with the same credentials cannot help.
+_FINAL: frozenset[int] = frozenset(
+    {
+        CloseCode.NORMAL,
+        CloseCode.PROTOCOL_ERROR,
+        CloseCode.UNSUPPORTED_DATA,
+        CloseCode.INVALID_DATA,
+        CloseCode.POLICY_VIOLATION,
+        CloseCode.MESSAGE_TOO_BIG,
+        CloseCode.UNAUTHORIZED,
+        CloseCode.FORBIDDEN,
+    }
+)
+
+
+def should_reconnect(code: int) -> bool:
+    """Whether a client that was closed with ``code`` should reconnect."""
+    return code not in _FINAL

@@ -1,0 +1,54 @@
+"""Configuration: small frozen dataclasses grouped by concern.
+
+Every field is keyword-only with a safe default; ``None`` disables a limit or
+timeout. The library never reads the environment; only the CLI does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+__all__ = ["Limits", "Timeouts"]
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Limits:
+    """Size and count limits. Exceeding one gets a clear answer, never a crash."""
+
+    max_message_size: int | None = 1 * MiB
+    """Largest WebSocket message accepted, after decompression (else close 1009)."""
+    max_request_line: int = 8 * KiB
+    """Longest HTTP request line (else 414)."""
+    max_head_size: int = 16 * KiB
+    """Largest HTTP request head: request line plus headers (else 431)."""
+    max_headers: int = 100
+    """Most header fields in one request (else 431)."""
+    max_body_size: int = 1 * MiB
+    """Largest HTTP request body (else 413)."""
+    write_buffer_high: int = 256 * KiB
+    """A connection whose unsent bytes pass this is 'behind': sends wait."""
+    write_buffer_low: int = 64 * KiB
+    """Sends resume once the unsent bytes fall below this."""
+    max_queued_messages: int = 64
+    """Received messages buffered for a plain endpoint before reading pauses."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Timeouts:
+    """Timeouts in seconds."""
+
+    handshake: float | None = 10.0
+    """A request head (and body) must arrive in full within this (slowloris guard)."""
+    idle_http: float | None = 30.0
+    """An HTTP keep-alive connection with no request in flight is closed after this."""
+    ping_interval: float | None = 20.0
+    """How often the server pings an idle-or-not WebSocket."""
+    ping_timeout: float | None = 20.0
+    """A WebSocket that sends nothing (not even the pong) for this long after a ping is closed."""
+    close: float = 5.0
+    """How long to wait for the client's close frame before dropping TCP."""
+    shutdown: float = 10.0
+    """Graceful shutdown: how long clients get to close before they are cut off."""

@@ -1,0 +1,1 @@
+"""HTTP/1.1 without I/O: requests, responses, parsing, routing, static files."""

@@ -1,0 +1,86 @@
+"""HTTP request and response objects."""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import functools
+import http
+import json
+from typing import Any
+from urllib.parse import parse_qs
+
+from websockets.datastructures import Headers
+
+__all__ = ["Headers", "Request", "Response"]
+
+
+@dataclasses.dataclass(eq=False)
+class Request:
+    """One HTTP request, or the handshake request of a WebSocket.
+
+    ``headers`` is case-insensitive and keeps repeated fields
+    (``headers.get_all("cookie")``). ``client`` is the peer's ``(host, port)``
+    as the socket sees it.
+    """
+
+    method: str
+    path: str
+    query_string: str
+    headers: Headers
+    client: tuple[str, int] | None = None
+    scheme: str = "http"
+    body: bytes = b""
+
+    @functools.cached_property
+    def query(self) -> dict[str, str]:
+        """Query parameters; for a repeated name, the last value wins."""
+        return {k: v[-1] for k, v in parse_qs(self.query_string, keep_blank_values=True).items()}
+
+    @property
+    def is_websocket(self) -> bool:
+        return "websocket" in self.headers.get("upgrade", "").lower()
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclasses.dataclass(eq=False)
+class Response:
+    """An HTTP response. ``headers`` are extra fields; framing ones are added on write."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "text/plain; charset=utf-8"
+    headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def text(cls, status: int, text: str, **kwargs: Any) -> Response:
+        return cls(status, text.encode(), **kwargs)
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200) -> Response:
+        body = json.dumps(data, separators=(",", ":")).encode()
+        return cls(status, body, "application/json")
+
+    @classmethod
+    def error(cls, status: int, detail: str = "") -> Response:
+        """A plain-text error page: the status phrase, then ``detail``."""
+        phrase = http.HTTPStatus(status).phrase
+        return cls(status, f"{status} {phrase}\n{detail}".rstrip().encode() + b"\n")
+
+    def serialize(self, *, keep_alive: bool, head_only: bool = False) -> bytes:
+        status = http.HTTPStatus(self.status)
+        lines = [
+            f"HTTP/1.1 {status.value} {status.phrase}",
+            f"Date: {email.utils.formatdate(usegmt=True)}",
+            "Server: wirehub",
+            f"Content-Length: {len(self.body)}",
+        ]
+        if self.status != 304 and self.body is not None:
+            lines.append(f"Content-Type: {self.content_type}")
+        lines.extend(f"{name}: {value}" for name, value in self.headers)
+        if not keep_alive:
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return head if head_only or self.status == 304 else head + self.body

@@ -1,0 +1,1 @@
+"""The hub layer: what user code talks to. It never touches sockets."""

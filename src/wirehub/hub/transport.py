@@ -1,0 +1,69 @@
+"""The interfaces between the hub and the server.
+
+The server implements ``Transport`` for each upgraded connection and calls
+the ``Session`` that an ``Endpoint`` opened for it. The hub only ever sees
+these, never a socket, so it can be tested and reused without the server.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from wirehub.http.messages import Request
+from wirehub.protocol.websocket import Message
+
+__all__ = ["Endpoint", "Session", "Transport"]
+
+
+class Transport(Protocol):
+    """One open WebSocket connection, as the hub sees it."""
+
+    @property
+    def request(self) -> Request:
+        """The handshake request (path, query, headers, client address)."""
+
+    @property
+    def subprotocol(self) -> str | None: ...
+
+    @property
+    def writing_paused(self) -> bool:
+        """True while unsent bytes are above the write-buffer high-water mark."""
+
+    @property
+    def buffered(self) -> int:
+        """Bytes queued for this connection and not yet sent."""
+
+    def send(self, message: Message) -> None:
+        """Queue one message, compressed if the client negotiated deflate."""
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue a frame built once for many receivers (see ``encode_frame``)."""
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake; the session hears ``connection_lost`` later."""
+
+    async def drain(self) -> None:
+        """Wait until the write buffer is below its low-water mark (or closed)."""
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+class Session(Protocol):
+    """Receives what happens on one connection; created by ``Endpoint.open``."""
+
+    def message_received(self, message: Message) -> None:
+        """A complete message arrived. Must not raise; must not block."""
+
+    def connection_lost(self, code: int, reason: str) -> None:
+        """The connection is closed; called exactly once."""
+
+
+class Endpoint(Protocol):
+    """What a WebSocket route points at."""
+
+    subprotocols: list[str] | None
+
+    def open(self, transport: Transport) -> Session:
+        """A client completed the handshake on this route."""

@@ -1,0 +1,220 @@
+"""Sans-I/O server side of one WebSocket connection.
+
+RFC 6455 framing, masking, close handling and permessage-deflate (RFC 7692)
+come from the ``websockets`` library's ``ServerProtocol``. This module adds
+what its asyncio layer normally adds on top, done in our own layer:
+
+- messages assembled from fragments, with no cap on the fragment count (the
+  size limit already bounds memory; websockets' asyncio layer caps at 4096);
+- UTF-8 validated fragment by fragment, so a bad text message fails fast;
+- a close frame between two fragments closes cleanly (RFC 6455 §5.4 allows
+  control frames in the middle of a fragmented message).
+
+Bytes in with :meth:`receive_data`; messages out; bytes to write from
+:meth:`data_to_send`. No I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+from collections.abc import Sequence
+
+from websockets.datastructures import Headers
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
+
+__all__ = ["Message", "WebSocketProtocol", "encode_frame"]
+
+# websockets logs every open and close at INFO; the server logs what matters.
+_engine_logger = logging.getLogger("wirehub.engine")
+_engine_logger.setLevel(logging.WARNING)
+
+Message = str | bytes
+
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class _Engine(ServerProtocol):
+    """websockets' ServerProtocol with RFC-correct close-between-fragments."""
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE:
+            # websockets answers 1002 "incomplete fragmented message" here; the
+            # RFC lets a close interrupt a fragmented message (Autobahn 7.1.5).
+            self.current_size = None
+        super().recv_frame(frame)
+
+
+def encode_frame(message: Message) -> bytes:
+    """Build one unmasked, uncompressed server frame for ``message``.
+
+    Server frames are unmasked, so the bytes are the same for every receiver:
+    a broadcast builds this once and writes it many times. An uncompressed
+    frame is valid on a connection that negotiated permessage-deflate.
+    """
+    if isinstance(message, str):
+        return Frame(Opcode.TEXT, message.encode()).serialize(mask=False)
+    return Frame(Opcode.BINARY, message).serialize(mask=False)
+
+
+class WebSocketProtocol:
+    """One server-side WebSocket connection, from handshake to close."""
+
+    def __init__(
+        self,
+        *,
+        max_message_size: int | None,
+        compression: bool = True,
+        subprotocols: Sequence[str] | None = None,
+    ) -> None:
+        extensions = [ServerPerMessageDeflateFactory()] if compression else None
+        self.engine = _Engine(
+            extensions=extensions,
+            subprotocols=[Subprotocol(p) for p in subprotocols] if subprotocols else None,
+            max_size=max_message_size,
+            logger=_engine_logger,
+        )
+        self._parts: list[bytes] = []  # binary fragments so far
+        self._chars: list[str] = []  # decoded text fragments so far
+        self._text: codecs.IncrementalDecoder | None = None
+        self._fragmented = False
+
+    # -- handshake ---------------------------------------------------------
+
+    def accept(self, path: str, headers: Headers) -> Response:
+        """Validate the upgrade request; return the response to send (101 or an error).
+
+        The HTTP request was already parsed by the server, so we hand the
+        engine a ``Request`` object instead of bytes.
+        """
+        response = self.engine.accept(Request(path, headers))
+        self.engine.send_response(response)
+        if response.status_code == 101:
+            # The engine's parser was started in __init__ waiting for an HTTP
+            # request it will never see; restart it now that the state is OPEN
+            # so it reads frames from the first byte.
+            self.engine.parser = self.engine.parse()
+            next(self.engine.parser)
+        return response
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self.engine.subprotocol
+
+    @property
+    def compression(self) -> bool:
+        return bool(self.engine.extensions)
+
+    # -- receiving ---------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Message]:
+        """Feed bytes from the network; return the complete messages they finish."""
+        self.engine.receive_data(data)
+        return self._assemble(self.engine.events_received())
+
+    def receive_eof(self) -> None:
+        self.engine.receive_eof()
+
+    def _assemble(self, events: list[Request | Response | Frame]) -> list[Message]:
+        messages: list[Message] = []
+        for frame in events:
+            if not isinstance(frame, Frame):  # only frames arrive once OPEN
+                continue
+            opcode = frame.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                if frame.fin:
+                    if opcode is Opcode.BINARY:
+                        messages.append(bytes(frame.data))
+                        continue
+                    try:
+                        messages.append(bytes(frame.data).decode())
+                    except UnicodeDecodeError as exc:
+                        return self._invalid_utf8(messages, exc)
+                    continue
+                self._fragmented = True
+                self._text = _utf8_decoder() if opcode is Opcode.TEXT else None
+            elif opcode is Opcode.CONT:
+                if not self._fragmented:  # the engine already failed the connection
+                    continue
+            else:
+                if opcode is Opcode.CLOSE:
+                    self._reset()
+                continue
+            # A fragment of a message (first or continuation).
+            if self._text is not None:
+                try:
+                    text = self._text.decode(frame.data, final=frame.fin)
+                except UnicodeDecodeError as exc:
+                    return self._invalid_utf8(messages, exc)
+                self._chars.append(text)
+            else:
+                self._parts.append(bytes(frame.data))
+            if frame.fin:
+                if self._text is not None:
+                    messages.append("".join(self._chars))
+                else:
+                    messages.append(b"".join(self._parts))
+                self._reset()
+        return messages
+
+    def _invalid_utf8(self, messages: list[Message], exc: UnicodeDecodeError) -> list[Message]:
+        self._reset()
+        self.engine.fail(1007, f"invalid UTF-8: {exc.reason}")
+        return messages
+
+    def _reset(self) -> None:
+        self._parts = []
+        self._chars = []
+        self._text = None
+        self._fragmented = False
+
+    # -- sending -----------------------------------------------------------
+
+    def send(self, message: Message) -> None:
+        """Queue ``message``, compressed if the client negotiated it."""
+        if isinstance(message, str):
+            self.engine.send_text(message.encode())
+        else:
+            self.engine.send_binary(message)
+
+    def send_ping(self, data: bytes = b"") -> None:
+        self.engine.send_ping(data)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (no-op if it already started)."""
+        if self.engine.state is State.OPEN:
+            self.engine.send_close(code, reason)
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Close at once after a fault, without waiting for the client."""
+        if self.engine.state is State.OPEN or self.engine.state is State.CLOSING:
+            self.engine.fail(code, reason)
+
+    def data_to_send(self) -> list[bytes]:
+        """Bytes to write; an empty ``bytes`` means: close the TCP connection."""
+        return self.engine.data_to_send()
+
+    # -- state -------------------------------------------------------------
+
+    @property
+    def open(self) -> bool:
+        return self.engine.state is State.OPEN
+
+    @property
+    def closed(self) -> bool:
+        return self.engine.state is State.CLOSED
+
+    @property
+    def close_code(self) -> int:
+        """The code to report to the application (1006 if no close frame came)."""
+        code = self.engine.close_code
+        return 1006 if code is None else int(code)
+
+    @property
+    def close_reason(self) -> str:
+        return self.engine.close_reason or ""

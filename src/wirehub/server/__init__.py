@@ -1,0 +1,1 @@
+"""The server layer: the only code that touches sockets."""

@@ -1,0 +1,356 @@
+"""One TCP connection: HTTP/1.1 until an upgrade, then one WebSocket.
+
+An ``asyncio.Protocol``: reads are driven by ``data_received`` (no task per
+message). Outgoing bytes are queued and written once per event-loop tick per
+connection, so a burst of broadcasts costs one ``writelines`` per receiver
+rather than one ``send()`` per frame (DESIGN.md, performance rule 4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any, cast
+
+from wirehub.codes import CloseCode
+from wirehub.http.messages import Request, Response
+from wirehub.http.parser import RequestParser
+from wirehub.hub.transport import Endpoint, Session
+from wirehub.protocol.websocket import Message, WebSocketProtocol
+
+if TYPE_CHECKING:
+    from wirehub.server.serve import Server
+
+__all__ = ["Connection"]
+
+logger = logging.getLogger("wirehub.server")
+
+
+class Connection(asyncio.Protocol):
+    """HTTP then WebSocket on one socket; implements the hub's ``Transport``."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.hub = server.hub
+        self.loop = server.loop
+        self.transport: asyncio.Transport | None = None
+        self.ws: WebSocketProtocol | None = None
+        self.session: Session | None = None
+        self._request: Request | None = None
+        self._out: list[bytes] = []  # bytes waiting for this tick's flush
+        self._queued = False  # in the server's dirty list
+        self._eof = False  # close the socket after the next flush
+        self._busy = False  # an async HTTP handler is running
+        self._pending: list[Request] = []
+        self._writing_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._rx = False  # any bytes received since the last ping
+        self._lost = False
+
+    # -- asyncio.Protocol ----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        limits = self.hub.limits
+        transport.set_write_buffer_limits(
+            high=limits.write_buffer_high, low=limits.write_buffer_low
+        )
+        peer = transport.get_extra_info("peername")
+        client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
+        scheme = "https" if transport.get_extra_info("sslcontext") is not None else "http"
+        self.parser = RequestParser(limits, client=client, scheme=scheme)
+        self.server.connections.add(self)
+        self._set_timer(self.hub.timeouts.handshake, self._head_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self.ws is not None:
+            self._rx = True
+            self._websocket_data(data)
+            return
+        had_head = self.parser.in_progress
+        for request in self.parser.feed(data):
+            self._http_request(request)
+        if self.parser.error is not None:
+            self._write_response(self.parser.error, keep_alive=False)
+            logger.info("bad request from %s: %d", self.parser._client, self.parser.error.status)
+        elif self.parser.in_progress and not had_head and not self._busy:
+            self._set_timer(self.hub.timeouts.handshake, self._head_timeout)
+
+    def eof_received(self) -> bool | None:
+        if self.ws is not None:
+            self.ws.receive_eof()
+            self._move_protocol_output()
+        return None  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._cancel_timer()
+        self.server.connections.discard(self)
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        if self.session is not None:
+            assert self.ws is not None
+            session, self.session = self.session, None
+            session.connection_lost(self.ws.close_code, self.ws.close_reason)
+        self.server.connection_closed()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- HTTP ----------------------------------------------------------------
+
+    def _http_request(self, request: Request) -> None:
+        if self._busy:
+            self._pending.append(request)
+            return
+        self._cancel_timer()
+        if request.is_websocket:
+            self._upgrade(request)
+            return
+        result = self.server.http_response(request)
+        if inspect.isawaitable(result):
+            self._busy = True
+            task = self.loop.create_task(self._await_response(request, result))
+            self.server.tasks.add(task)
+            task.add_done_callback(self.server.tasks.discard)
+        else:
+            self._finish_http(request, result)
+
+    async def _await_response(self, request: Request, pending: Any) -> None:
+        try:
+            response = await pending
+            if not isinstance(response, Response):
+                raise TypeError(f"HTTP handler returned {type(response).__name__}, not Response")
+        except Exception:
+            logger.exception("HTTP handler for %s %s failed", request.method, request.path)
+            response = Response.error(500)
+        self._busy = False
+        self._finish_http(request, response)
+        pending_requests, self._pending = self._pending, []
+        for queued in pending_requests:
+            if not self._lost:
+                self._http_request(queued)
+
+    def _finish_http(self, request: Request, response: Response) -> None:
+        keep_alive = (
+            self.parser.keep_alive and self.parser.upgrade_data is None and not self.server.closing
+        )
+        self._write_response(response, keep_alive=keep_alive, head_only=request.method == "HEAD")
+        if keep_alive and not self._busy and not self.parser.in_progress:
+            self._set_timer(self.hub.timeouts.idle_http, self._idle_timeout)
+
+    def _write_response(
+        self, response: Response, *, keep_alive: bool, head_only: bool = False
+    ) -> None:
+        if self.transport is None or self._lost:
+            return
+        self._queue(response.serialize(keep_alive=keep_alive, head_only=head_only))
+        if not keep_alive:
+            self._eof = True
+
+    def _head_timeout(self) -> None:
+        if self.parser.in_progress:
+            logger.info("request head from %s not complete in time; closing", self.parser._client)
+            self._write_response(
+                Response.error(408, "request head not received in time"), keep_alive=False
+            )
+        else:
+            self._abort()
+
+    def _idle_timeout(self) -> None:
+        self._abort()
+
+    # -- WebSocket -----------------------------------------------------------
+
+    def _upgrade(self, request: Request) -> None:
+        endpoint: Endpoint | None = self.hub.router.websocket.get(request.path)
+        if endpoint is None or self.parser.upgrade_data is None:
+            self._write_response(
+                Response.error(404, "no WebSocket endpoint here"), keep_alive=False
+            )
+            return
+        if request.method != "GET":
+            response = Response.error(405, "a WebSocket handshake uses GET")
+            response.headers.append(("Allow", "GET"))
+            self._write_response(response, keep_alive=False)
+            return
+        ws = WebSocketProtocol(
+            max_message_size=self.hub.limits.max_message_size,
+            compression=self.hub.compression,
+            subprotocols=endpoint.subprotocols,
+        )
+        handshake = ws.accept(request.path, request.headers)
+        self.ws = ws
+        self._request = request
+        self._move_protocol_output()
+        if handshake.status_code != 101:
+            logger.info("handshake from %s refused: %d", request.client, handshake.status_code)
+            return
+        self.server.websocket_opened()
+        self.session = endpoint.open(self)
+        self._schedule_ping()
+        if self.parser.upgrade_data:
+            self.data_received(self.parser.upgrade_data)
+
+    def _websocket_data(self, data: bytes) -> None:
+        assert self.ws is not None
+        messages = self.ws.receive_data(data)
+        session = self.session
+        if session is not None:
+            for message in messages:
+                session.message_received(message)
+        self._move_protocol_output()
+
+    def _move_protocol_output(self) -> None:
+        """Move the engine's output (pongs, close frames, sends) to the write queue."""
+        assert self.ws is not None
+        for chunk in self.ws.data_to_send():
+            if chunk:
+                self._queue(chunk)
+            else:  # the engine asks us to close the TCP connection
+                self._eof = True
+                self._queue(b"")
+
+    def _schedule_ping(self) -> None:
+        interval = self.hub.timeouts.ping_interval
+        if interval is not None:
+            self._set_timer(interval, self._send_ping)
+
+    def _send_ping(self) -> None:
+        if self.ws is None or not self.ws.open:
+            return
+        self._rx = False
+        self.ws.send_ping(b"")
+        self._move_protocol_output()
+        timeout = self.hub.timeouts.ping_timeout
+        if timeout is not None:
+            self._set_timer(timeout, self._check_pong)
+
+    def _check_pong(self) -> None:
+        if self._rx:  # the pong, or any other data, proves the client is there
+            interval = self.hub.timeouts.ping_interval or 0.0
+            timeout = self.hub.timeouts.ping_timeout or 0.0
+            self._set_timer(max(interval - timeout, 0.0), self._send_ping)
+            return
+        assert self.ws is not None
+        logger.info(
+            "keepalive: no data from %s within %ss of a ping; closing",
+            self._request.client if self._request else None,
+            self.hub.timeouts.ping_timeout,
+        )
+        self.ws.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        self._move_protocol_output()
+
+    def _close_timeout(self) -> None:
+        self._abort()
+
+    # -- Transport (what the hub sees) ---------------------------------------
+
+    @property
+    def request(self) -> Request:
+        assert self._request is not None
+        return self._request
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self.ws.subprotocol if self.ws is not None else None
+
+    @property
+    def writing_paused(self) -> bool:
+        return self._writing_paused
+
+    @property
+    def buffered(self) -> int:
+        pending = sum(len(chunk) for chunk in self._out)
+        return pending + (self.transport.get_write_buffer_size() if self.transport else 0)
+
+    def send(self, message: Message) -> None:
+        if self.ws is None or not self.ws.open:
+            return
+        self.ws.send(message)
+        self._move_protocol_output()
+
+    def send_frame(self, frame: bytes) -> None:
+        if self.ws is not None and self.ws.open:
+            self._queue(frame)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.ws is None or not self.ws.open:
+            return
+        self.ws.close(code, reason)
+        self._move_protocol_output()
+        self._set_timer(self.hub.timeouts.close, self._close_timeout)
+
+    async def drain(self) -> None:
+        if not self._writing_paused or self._lost:
+            return
+        waiter = self.loop.create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self._lost:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self._lost:
+            self.transport.resume_reading()
+
+    # -- writing -------------------------------------------------------------
+
+    def _queue(self, data: bytes) -> None:
+        if data:
+            self._out.append(data)
+        if not self._queued:
+            self._queued = True
+            self.server.mark_dirty(self)
+
+    def flush(self) -> None:
+        """Write everything queued this tick in one call; called by the server."""
+        self._queued = False
+        out, self._out = self._out, []
+        transport = self.transport
+        if transport is None or self._lost:
+            return
+        if out:
+            if len(out) == 1:
+                transport.write(out[0])
+            else:
+                transport.writelines(out)
+        if self._eof:
+            transport.close()
+
+    def shutdown(self, code: int) -> None:
+        """Server shutdown: close WebSockets with ``code``, idle HTTP at once."""
+        if self.ws is not None:
+            self.close(code, "server shutting down" if code == 1001 else "server restarting")
+        elif not self._busy and not self.parser.in_progress:
+            self._abort()
+
+    def _abort(self) -> None:
+        if self.transport is not None and not self._lost:
+            self.transport.abort()
+
+    # -- timers --------------------------------------------------------------
+
+    def _set_timer(self, delay: float | None, callback: Any) -> None:
+        self._cancel_timer()
+        if delay is not None and not self._lost:
+            self._timer = self.loop.call_later(delay, callback)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

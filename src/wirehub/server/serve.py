@@ -1,0 +1,215 @@
+"""Listening sockets, the per-tick write flush, HTTP routing and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+import socket
+import ssl as _ssl
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+from wirehub.http.messages import Request, Response
+
+if TYPE_CHECKING:
+    from wirehub.hub.hub import Hub
+    from wirehub.server.connection import Connection
+
+__all__ = ["Server", "run", "serve"]
+
+logger = logging.getLogger("wirehub.server")
+
+
+class Server:
+    """Serves one ``Hub`` on one or more listening sockets in this event loop."""
+
+    def __init__(
+        self, hub: Hub, *, ssl: _ssl.SSLContext | None = None, shutdown_code: int = 1001
+    ) -> None:
+        self.hub = hub
+        self.ssl = ssl
+        self.shutdown_code = shutdown_code
+        self.loop = asyncio.get_running_loop()
+        self.connections: set[Connection] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.closing = False
+        self.started = time.time()
+        self.websockets_opened = 0
+        self._dirty: list[Connection] = []
+        self._servers: list[asyncio.base_events.Server] = []
+        self._idle = asyncio.Event()
+
+    async def listen(
+        self,
+        host: str | None = "127.0.0.1",
+        port: int = 8000,
+        *,
+        sock: socket.socket | None = None,
+        reuse_port: bool = False,
+    ) -> list[tuple[str, int]]:
+        """Start accepting; return the bound ``(host, port)`` addresses."""
+        from wirehub.server.connection import Connection
+
+        if sock is not None:
+            server = await self.loop.create_server(
+                lambda: Connection(self), sock=sock, ssl=self.ssl, backlog=2048
+            )
+        else:
+            server = await self.loop.create_server(
+                lambda: Connection(self),
+                host,
+                port,
+                ssl=self.ssl,
+                backlog=2048,
+                reuse_port=reuse_port or None,
+            )
+        self._servers.append(server)
+        return [s.getsockname()[:2] for s in server.sockets]
+
+    @property
+    def url(self) -> str:
+        """The ``http(s)://host:port`` of the first listening socket."""
+        host, port = self._servers[0].sockets[0].getsockname()[:2]
+        return f"{'https' if self.ssl else 'http'}://{host}:{port}"
+
+    # -- per-tick flush ------------------------------------------------------
+
+    def mark_dirty(self, connection: Connection) -> None:
+        if not self._dirty:
+            self.loop.call_soon(self._flush)
+        self._dirty.append(connection)
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for connection in dirty:
+            connection.flush()
+
+    # -- HTTP routing ----------------------------------------------------------
+
+    def http_response(self, request: Request) -> Response | Awaitable[Response]:
+        """Answer a plain HTTP request (not an upgrade)."""
+        router = self.hub.router
+        route = router.http.get(request.path)
+        if route is not None:
+            if request.method not in route.methods and not (
+                request.method == "HEAD" and "GET" in route.methods
+            ):
+                return _method_not_allowed(route.methods)
+            try:
+                result = route.handler(request)
+            except Exception:
+                logger.exception("HTTP handler for %s %s failed", request.method, request.path)
+                return Response.error(500)
+            if inspect.isawaitable(result):
+                return result
+            return result
+        if request.path == "/healthz":
+            return Response.json(self.health())
+        if request.method in ("GET", "HEAD"):
+            response = router.static_response(request)
+            if response is not None:
+                return response
+        elif router.static_response(request) is not None:
+            return _method_not_allowed(frozenset({"GET", "HEAD"}))
+        if request.path in router.websocket:
+            response = Response.error(426, "this is a WebSocket endpoint")
+            response.headers.append(("Upgrade", "websocket"))
+            return response
+        return Response.error(404)
+
+    def health(self) -> dict[str, object]:
+        report = self.hub.health()
+        websockets = sum(1 for c in self.connections if c.ws is not None)
+        report.update(
+            connections=len(self.connections),
+            websockets=websockets,
+            uptime=round(time.time() - self.started, 1),
+        )
+        return report
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def websocket_opened(self) -> None:
+        self.websockets_opened += 1
+
+    def connection_closed(self) -> None:
+        if self.closing and not self.connections:
+            self._idle.set()
+
+    async def shutdown(self, code: int | None = None, timeout: float | None = None) -> None:
+        """Stop accepting, close every connection, wait up to ``timeout``, cut the rest."""
+        if self.closing:
+            return
+        self.closing = True
+        code = self.shutdown_code if code is None else code
+        timeout = self.hub.timeouts.shutdown if timeout is None else timeout
+        for server in self._servers:
+            server.close()
+        for connection in list(self.connections):
+            connection.shutdown(code)
+        if self.connections:
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout)
+            except TimeoutError:
+                logger.warning(
+                    "%d connections did not close in %ss; cutting them",
+                    len(self.connections),
+                    timeout,
+                )
+                for connection in list(self.connections):
+                    connection._abort()
+        for task in list(self.tasks) + [
+            t for e in self.hub.router.websocket.values() for t in getattr(e, "tasks", ())
+        ]:
+            task.cancel()
+        for server in self._servers:
+            await server.wait_closed()
+
+
+def _method_not_allowed(methods: frozenset[str]) -> Response:
+    response = Response.error(405)
+    response.headers.append(("Allow", ", ".join(sorted(methods))))
+    return response
+
+
+async def serve(
+    hub: Hub,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    ssl: _ssl.SSLContext | None = None,
+    shutdown_code: int = 1001,
+    sock: socket.socket | None = None,
+    reuse_port: bool = False,
+    ready: asyncio.Future[Server] | None = None,
+) -> None:
+    """Serve ``hub`` until SIGINT or SIGTERM, then shut down gracefully."""
+    server = Server(hub, ssl=ssl, shutdown_code=shutdown_code)
+    await server.listen(host, port, sock=sock, reuse_port=reuse_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    logger.info("wirehub listening on %s", server.url)
+    if ready is not None:
+        ready.set_result(server)
+    try:
+        await stop.wait()
+        logger.info("shutting down: closing %d connections", len(server.connections))
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await server.shutdown()
+
+
+def run(hub: Hub, **kwargs: object) -> None:
+    """Run ``serve(hub, **kwargs)`` in a new event loop, uvloop if installed."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(hub, **kwargs))  # type: ignore[arg-type]
+    else:
+        uvloop.run(serve(hub, **kwargs))  # type: ignore[arg-type]
