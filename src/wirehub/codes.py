@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["CloseCode", "should_reconnect"]
+__all__ = ["CloseCode", "ErrorCode", "is_retryable", "should_reconnect"]
 
 
 class CloseCode(enum.IntEnum):
@@ -51,3 +51,32 @@ _FINAL: frozenset[int] = frozenset(
 def should_reconnect(code: int) -> bool:
     """Whether a client that was closed with ``code`` should reconnect."""
     return code not in _FINAL
+
+
+class ErrorCode(enum.StrEnum):
+    """The ``code`` of an ``error`` message (docs/PROTOCOL.md, "Errors")."""
+
+    BAD_MESSAGE = "bad_message"  # not JSON, or not a message of the protocol
+    UNKNOWN_EVENT = "unknown_event"  # no handler for that event name
+    INVALID_DATA = "invalid_data"  # the data failed the handler's type; see details
+    FORBIDDEN = "forbidden"  # not allowed (join or emit denied)
+    LIMIT_EXCEEDED = "limit_exceeded"  # e.g. too many rooms for one peer
+    TOO_MANY_PENDING = "too_many_pending"  # too many requests awaiting their ack
+    RATE_LIMITED = "rate_limited"  # slow down; details.retry_after in seconds
+    INTERNAL_ERROR = "internal_error"  # the handler failed; the server logged why
+    UNAVAILABLE = "unavailable"  # the server cannot serve this now (e.g. shutting down)
+
+
+_RETRYABLE: frozenset[str] = frozenset(
+    {
+        ErrorCode.TOO_MANY_PENDING,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.INTERNAL_ERROR,
+        ErrorCode.UNAVAILABLE,
+    }
+)
+
+
+def is_retryable(code: str) -> bool:
+    """Whether sending the same request again later may succeed."""
+    return code in _RETRYABLE

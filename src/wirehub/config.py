@@ -34,6 +34,12 @@ class Limits:
     """Sends resume once the unsent bytes fall below this."""
     max_queued_messages: int = 64
     """Received messages buffered for a plain endpoint before reading pauses."""
+    max_buffered: int = 1 * MiB
+    """A peer with more unsent bytes than this is a slow consumer (see ``slow_consumer``)."""
+    max_rooms_per_peer: int | None = 100
+    """Rooms one peer may be in at once (else ``limit_exceeded``)."""
+    max_pending_calls: int | None = 64
+    """Requests of one peer whose handlers are still running (else ``too_many_pending``)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -6,7 +6,10 @@ The tree::
     ├── ConnectionClosed        the WebSocket is closed; carries code and reason
     ├── Reject                  raised by user hooks to refuse a connection
     ├── ConfigError             our misuse: bad configuration or API use
-    └── HandshakeError          a client could not open a connection
+    ├── HandshakeError          a client could not open a connection
+    └── EventError              an event was refused; the caller gets an ``error``
+        └── CallError           (client side) a ``call`` was answered with an error
+            └── CallTimeout     (client side) no answer in time
 
 The mapping from exception to HTTP status or close code lives in one place:
 the ``status``/``code`` fields below, read by the server.
@@ -14,9 +17,14 @@ the ``status``/``code`` fields below, read by the server.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
+    "CallError",
+    "CallTimeout",
     "ConfigError",
     "ConnectionClosed",
+    "EventError",
     "HandshakeError",
     "Reject",
     "WirehubError",
@@ -64,3 +72,29 @@ class HandshakeError(WirehubError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class EventError(WirehubError):
+    """Raise in an event handler to answer the caller with this error.
+
+    ``code`` is machine-readable (see ``wirehub.codes.ErrorCode`` for the
+    built-in ones; applications may use their own), ``message`` is for
+    humans, ``details`` is any JSON-able dict.
+    """
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class CallError(EventError):
+    """The server answered a client's ``call`` with an ``error`` message."""
+
+
+class CallTimeout(CallError):
+    """A client's ``call`` got no answer within its timeout."""
+
+    def __init__(self, event: str, timeout: float) -> None:
+        super().__init__("timeout", f"no answer to {event!r} within {timeout}s")

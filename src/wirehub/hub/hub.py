@@ -2,38 +2,62 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import concurrent.futures
+import logging
 import os
 import ssl as _ssl
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, TypeVar
 
+from wirehub.brokers.base import Broker, History, Publication
+from wirehub.brokers.memory import MemoryBroker
+from wirehub.codes import CloseCode, ErrorCode
 from wirehub.config import Limits, Timeouts
+from wirehub.exceptions import ConfigError, EventError
 from wirehub.http.routing import HttpHandler, Router
 from wirehub.http.static import StaticFiles
+from wirehub.hub.handlers import HandlerSpec
+from wirehub.hub.peer import DisconnectReason, Peer
+from wirehub.hub.room import Room, check_room_name
+from wirehub.hub.transport import Transport
 from wirehub.hub.websocket import PlainEndpoint, WebSocketHandler
+from wirehub.protocol import messages as wire
+from wirehub.protocol.websocket import encode_frame
 
-__all__ = ["Hub"]
+__all__ = ["Hub", "Target"]
+
+logger = logging.getLogger("wirehub.hub")
 
 H = TypeVar("H", bound=Callable[..., Any])
 
+JoinAuthorizer = Callable[[Peer, str], Any]  # -> bool or Awaitable[bool]
+
+MAX_HISTORY_REPLAY = 1000
+
 
 class Hub:
-    """A wirehub application.
+    """A wirehub application: plain endpoints, HTTP routes and the event layer.
 
     ::
 
         hub = Hub()
 
-        @hub.websocket("/echo")
-        async def echo(ws):
-            async for message in ws:
-                await ws.send(message)
+        @hub.on("chat")
+        async def chat(peer, data):
+            await hub.to("lobby").emit("chat", data, exclude=peer)
+            return {"ok": True}
 
         hub.run(port=8000)
 
-    Configuration is keyword-only and grouped: ``limits`` (sizes and counts),
+    Keyword-only configuration, grouped: ``limits`` (sizes and counts),
     ``timeouts``, ``compression`` (offer permessage-deflate), ``subprotocols``
-    (the default list for endpoints that do not name their own).
+    (default for plain endpoints), ``broker`` (``MemoryBroker()`` unless
+    given), ``events_path`` (the event endpoint; None turns it off),
+    ``presence`` (announce joins and leaves to room members),
+    ``slow_consumer`` (what happens to a peer that does not read fast enough:
+    ``"close"`` it with 4008, or ``"drop"`` the messages it cannot take).
     """
 
     def __init__(
@@ -43,12 +67,30 @@ class Hub:
         timeouts: Timeouts | None = None,
         compression: bool = True,
         subprotocols: list[str] | None = None,
+        broker: Broker | None = None,
+        events_path: str | None = "/ws",
+        presence: bool = False,
+        slow_consumer: Literal["close", "drop"] = "close",
     ) -> None:
+        if slow_consumer not in ("close", "drop"):
+            raise ConfigError(f"slow_consumer is 'close' or 'drop', not {slow_consumer!r}")
         self.limits = limits or Limits()
         self.timeouts = timeouts or Timeouts()
         self.compression = compression
         self.subprotocols = subprotocols
+        self.broker: Broker = broker if broker is not None else MemoryBroker()
+        self.presence = presence
+        self.slow_consumer = slow_consumer
         self.router = Router()
+        self.peers: dict[str, Peer] = {}
+        self.rooms: dict[str, Room] = {}
+        self.stats: collections.Counter[str] = collections.Counter()
+        self._handlers: dict[str, HandlerSpec] = {}
+        self._authorize_join: JoinAuthorizer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        if events_path is not None:
+            self.router.add_websocket(events_path, _EventEndpoint(self))
 
     # -- routes ------------------------------------------------------------
 
@@ -91,11 +133,94 @@ class Hub:
         """Serve the files in ``directory`` under URL ``prefix`` (``"/"`` for the root)."""
         self.router.add_static(StaticFiles(prefix, directory))
 
+    # -- events ------------------------------------------------------------
+
+    def on(self, event: str) -> Callable[[H], H]:
+        """Register the handler of ``event`` (sync or async).
+
+        ``"connect"``: ``(peer, request)``, runs before the client is welcomed;
+        raise ``wirehub.Reject`` to refuse it. ``"disconnect"``:
+        ``(peer, reason)``. Any other name: ``(peer, data)`` or ``(peer)``;
+        the return value is the acknowledgement, and ``data`` is validated
+        against the annotation of that parameter when it has one.
+        """
+        if not isinstance(event, str) or not event:
+            raise ConfigError("an event name is a non-empty string")
+
+        def register(handler: H) -> H:
+            if event in self._handlers:
+                raise ConfigError(f"a handler for {event!r} already exists")
+            self._handlers[event] = HandlerSpec.inspect(handler)
+            return handler
+
+        return register
+
+    def authorize_join(self, func: JoinAuthorizer) -> JoinAuthorizer:
+        """Decorate the hook deciding client-requested joins: ``(peer, room) -> bool``.
+
+        Without one, a client may join any validly named room. Joins made by
+        the server (``await peer.join(room)``) are never checked.
+        """
+        self._authorize_join = func
+        return func
+
+    async def emit(
+        self, event: str, data: Any = None, *, exclude: Peer | str | None = None
+    ) -> None:
+        """Send an event to every connected peer (on every node)."""
+        await Target(self).emit(event, data, exclude=exclude)
+
+    def to(self, room: str) -> Target:
+        """The members of ``room`` (on every node): ``await hub.to(room).emit(...)``."""
+        return Target(self, room=room)
+
+    def to_peer(self, peer_id: str) -> Target:
+        """One peer by id, wherever it is connected."""
+        return Target(self, peer=peer_id)
+
+    def room(self, name: str) -> Room:
+        """The local members of ``name`` (an empty room if nobody is in it)."""
+        return self.rooms.get(name) or Room(name)
+
+    def emit_threadsafe(
+        self,
+        event: str,
+        data: Any = None,
+        *,
+        room: str | None = None,
+        exclude: str | None = None,
+    ) -> concurrent.futures.Future[None]:
+        """``emit`` from another thread (a Flask view, a worker thread)."""
+        if self._loop is None:
+            raise ConfigError("the hub is not running: start the server first")
+        target = Target(self, room=room)
+        coro = target.emit(event, data, exclude=exclude)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
     def health(self) -> dict[str, Any]:
         """What ``GET /healthz`` reports about the hub (the server adds its own counts)."""
-        return {"status": "ok"}
+        broker = self.broker.health()
+        return {
+            "status": "ok" if broker.get("ok", True) else "degraded",
+            "peers": len(self.peers),
+            "rooms": len(self.rooms),
+            "broker": broker,
+            "stats": dict(self.stats),
+        }
 
-    # -- running -----------------------------------------------------------
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the broker; the server calls this before accepting clients."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            await self.broker.start(self)
+
+    async def stop(self) -> None:
+        """Release the broker; the server calls this after the last client left."""
+        if self._loop is not None:
+            self._loop = None
+            await self.broker.close()
 
     def run(
         self,
@@ -115,3 +240,224 @@ class Hub:
         from wirehub.server.serve import run
 
         run(self, host=host, port=port, ssl=ssl, shutdown_code=shutdown_code)
+
+    # -- delivery (the broker calls this) -----------------------------------------
+
+    def deliver(self, publication: Publication) -> None:
+        """Deliver a publication to this node's peers: one encode, one frame, many writes."""
+        receivers: Iterable[Peer]
+        if publication.room is not None:
+            room = self.rooms.get(publication.room)
+            if room is None:
+                return
+            receivers = room.members
+            if publication.presence:
+                payload = b'{"type":"presence","room":%s,%s' % (
+                    wire.encode_json(publication.room),
+                    publication.body,
+                )
+                text = True
+            else:
+                payload, text = wire.event_message(
+                    publication.body, publication.binary, publication.room, publication.position
+                )
+        else:
+            if publication.peer is not None:
+                peer = self.peers.get(publication.peer)
+                if peer is None:
+                    return
+                receivers = (peer,)
+            else:
+                receivers = self.peers.values()
+            payload, text = wire.event_message(publication.body, publication.binary)
+        frame = encode_frame(payload, text)
+        exclude = publication.exclude
+        sent = 0
+        for peer in receivers:
+            if peer.id == exclude:
+                continue
+            transport = peer.transport
+            if transport.writing_paused and self._behind(peer, transport):
+                continue
+            transport.send_frame(frame)
+            sent += 1
+        self.stats["deliveries"] += sent
+
+    def _behind(self, peer: Peer, transport: Transport) -> bool:
+        """Apply the slow-consumer policy; True when this delivery must be skipped."""
+        buffered = transport.buffered
+        if buffered <= self.limits.max_buffered:
+            return False
+        self.stats["dropped"] += 1
+        if self.slow_consumer == "close" and peer.connected and "slow" not in peer.state:
+            peer.state["slow"] = True
+            self.stats["slow_consumers"] += 1
+            logger.warning(
+                "peer %s is not reading (%d bytes unsent); closing it with 4008", peer.id, buffered
+            )
+            transport.close(CloseCode.SLOW_CONSUMER, "slow consumer: not reading fast enough")
+        return True
+
+    # -- rooms -------------------------------------------------------------------
+
+    async def _join(self, peer: Peer, name: str) -> None:
+        if not peer.connected or name in peer._rooms:
+            return
+        room = self.rooms.get(name)
+        first = room is None
+        if room is None:
+            room = self.rooms[name] = Room(name)
+        room.members.add(peer)
+        peer._rooms.add(name)
+        if first:
+            await self.broker.subscribe(name)
+        if self.presence:
+            await self._presence(name, "joined", peer)
+
+    async def _leave(self, peer: Peer, name: str) -> None:
+        if name not in peer._rooms:
+            return
+        peer._rooms.discard(name)
+        if self._forget(peer, name):
+            await self.broker.unsubscribe(name)
+        if self.presence:
+            await self._presence(name, "left", peer)
+
+    def _forget(self, peer: Peer, name: str) -> bool:
+        """Remove ``peer`` from room ``name``; True when the room became empty."""
+        room = self.rooms.get(name)
+        if room is None:
+            return False
+        room.members.discard(peer)
+        if room.members:
+            return False
+        del self.rooms[name]
+        return True
+
+    async def _presence(self, room: str, change: str, peer: Peer) -> None:
+        member = wire.encode_json({"id": peer.id, "info": peer.info})
+        body = b'"%s":%s}' % (change.encode(), member)
+        await self.broker.publish(Publication(body, room=room, exclude=peer.id, presence=True))
+
+    async def _client_join(
+        self, peer: Peer, room: str, since: wire.Position | None, history: int
+    ) -> dict[str, Any]:
+        """A ``join`` request: check, authorize, join, replay; return the ack's data."""
+        problem = check_room_name(room)
+        if problem is not None:
+            raise EventError(ErrorCode.INVALID_DATA, problem, {"path": "$.room", "error": problem})
+        if room not in peer._rooms:
+            limit = self.limits.max_rooms_per_peer
+            if limit is not None and len(peer._rooms) >= limit:
+                raise EventError(
+                    ErrorCode.LIMIT_EXCEEDED, f"a peer may be in at most {limit} rooms"
+                )
+            if not await self._authorized(peer, room):
+                raise EventError(ErrorCode.FORBIDDEN, "not allowed to join this room")
+            await self._join(peer, room)
+        limit = MAX_HISTORY_REPLAY if since is not None else min(history, MAX_HISTORY_REPLAY)
+        kept = await self.broker.history(room, since, limit)
+        self._replay(peer, room, kept)
+        answer: dict[str, Any] = {"epoch": kept.position.epoch, "offset": kept.position.offset}
+        if since is not None:
+            answer["recovered"] = kept.recovered
+        if self.presence:
+            members = self.room(room).members
+            answer["members"] = [{"id": p.id, "info": p.info} for p in members]
+        return answer
+
+    def _replay(self, peer: Peer, room: str, kept: History) -> None:
+        for publication in kept.publications:
+            peer.send(
+                *wire.event_message(
+                    publication.body, publication.binary, room, publication.position
+                )
+            )
+
+    async def _authorized(self, peer: Peer, room: str) -> bool:
+        if self._authorize_join is None:
+            return True
+        try:
+            allowed = self._authorize_join(peer, room)
+            if asyncio.iscoroutine(allowed):
+                allowed = await allowed
+        except Exception:
+            logger.exception("authorize_join failed for room %r; refusing", room)
+            return False
+        return bool(allowed)
+
+    # -- peers -------------------------------------------------------------------
+
+    def _peer_gone(self, peer: Peer, reason: DisconnectReason) -> None:
+        welcomed = self.peers.pop(peer.id, None) is not None
+        rooms = list(peer._rooms)
+        peer._rooms.clear()
+        emptied = [name for name in rooms if self._forget(peer, name)]
+        if not (emptied or (self.presence and rooms) or welcomed):
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._after_disconnect(peer, reason, rooms, emptied, welcomed)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _after_disconnect(
+        self,
+        peer: Peer,
+        reason: DisconnectReason,
+        rooms: list[str],
+        emptied: list[str],
+        welcomed: bool,
+    ) -> None:
+        for name in emptied:
+            await self.broker.unsubscribe(name)
+        if self.presence:
+            for name in rooms:
+                await self._presence(name, "left", peer)
+        spec = self._handlers.get("disconnect")
+        if spec is None or not welcomed:
+            return
+        try:
+            result = spec.func(peer, reason) if spec.takes_data else spec.func(peer)
+            if spec.is_async:
+                await result
+        except Exception:
+            logger.exception("disconnect handler failed")
+
+
+class Target:
+    """Where an emit goes: every peer, one room, or one peer (on every node)."""
+
+    __slots__ = ("hub", "peer", "room")
+
+    def __init__(self, hub: Hub, *, room: str | None = None, peer: str | None = None) -> None:
+        self.hub = hub
+        self.room = room
+        self.peer = peer
+
+    async def emit(
+        self, event: str, data: Any = None, *, exclude: Peer | str | None = None
+    ) -> None:
+        """Send ``event`` with ``data`` (JSON-able, or bytes) to the target.
+
+        ``exclude`` (a Peer or a peer id) does not receive it: broadcast
+        without the sender. The data is encoded once for all receivers.
+        """
+        body, binary = wire.event_body(event, data)
+        excluded = exclude.id if isinstance(exclude, Peer) else exclude
+        publication = Publication(body, binary, room=self.room, peer=self.peer, exclude=excluded)
+        await self.hub.broker.publish(publication)
+
+
+class _EventEndpoint:
+    """The event-layer WebSocket route: each connection becomes a ``Peer``."""
+
+    subprotocols: list[str] | None = None
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def open(self, transport: Transport) -> Peer:
+        peer = Peer(self.hub, transport)
+        peer.start()
+        return peer

@@ -36,6 +36,9 @@ class Transport(Protocol):
     def send(self, message: Message) -> None:
         """Queue one message, compressed if the client negotiated deflate."""
 
+    def send_text(self, payload: bytes) -> None:
+        """Queue one text message given as UTF-8 bytes (encoded JSON)."""
+
     def send_frame(self, frame: bytes) -> None:
         """Queue a frame built once for many receivers (see ``encode_frame``)."""
 

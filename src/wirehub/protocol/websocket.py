@@ -50,16 +50,14 @@ class _Engine(ServerProtocol):
         super().recv_frame(frame)
 
 
-def encode_frame(message: Message) -> bytes:
-    """Build one unmasked, uncompressed server frame for ``message``.
+def encode_frame(payload: bytes, text: bool) -> bytes:
+    """Build one unmasked, uncompressed server frame carrying ``payload``.
 
     Server frames are unmasked, so the bytes are the same for every receiver:
     a broadcast builds this once and writes it many times. An uncompressed
     frame is valid on a connection that negotiated permessage-deflate.
     """
-    if isinstance(message, str):
-        return Frame(Opcode.TEXT, message.encode()).serialize(mask=False)
-    return Frame(Opcode.BINARY, message).serialize(mask=False)
+    return Frame(Opcode.TEXT if text else Opcode.BINARY, payload).serialize(mask=False)
 
 
 class WebSocketProtocol:
@@ -182,6 +180,10 @@ class WebSocketProtocol:
         else:
             self.engine.send_binary(message)
 
+    def send_text(self, payload: bytes) -> None:
+        """Queue a text message given as UTF-8 bytes (e.g. encoded JSON)."""
+        self.engine.send_text(payload)
+
     def send_ping(self, data: bytes = b"") -> None:
         self.engine.send_ping(data)
 
@@ -211,10 +213,17 @@ class WebSocketProtocol:
 
     @property
     def close_code(self) -> int:
-        """The code to report to the application (1006 if no close frame came)."""
-        code = self.engine.close_code
-        return 1006 if code is None else int(code)
+        """The code to report to the application (1006 if no close frame came).
+
+        Read from the close frame received (RFC 6455 §7.1.5), not from the
+        engine's ``close_code``: that stays None until the engine is told of
+        EOF, and the server usually closes TCP itself right after the closing
+        handshake, so the code the client sent would be lost.
+        """
+        received = self.engine.close_rcvd
+        return 1006 if received is None else int(received.code)
 
     @property
     def close_reason(self) -> str:
-        return self.engine.close_reason or ""
+        received = self.engine.close_rcvd
+        return "" if received is None else received.reason

@@ -145,7 +145,7 @@ class Connection(asyncio.Protocol):
 
     def _finish_http(self, request: Request, response: Response) -> None:
         keep_alive = (
-            self.parser.keep_alive and self.parser.upgrade_data is None and not self.server.closing
+            request.keep_alive and self.parser.upgrade_data is None and not self.server.closing
         )
         self._write_response(response, keep_alive=keep_alive, head_only=request.method == "HEAD")
         if keep_alive and not self._busy and not self.parser.in_progress:
@@ -280,6 +280,12 @@ class Connection(asyncio.Protocol):
         if self.ws is None or not self.ws.open:
             return
         self.ws.send(message)
+        self._move_protocol_output()
+
+    def send_text(self, payload: bytes) -> None:
+        if self.ws is None or not self.ws.open:
+            return
+        self.ws.send_text(payload)
         self._move_protocol_output()
 
     def send_frame(self, frame: bytes) -> None:

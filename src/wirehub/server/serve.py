@@ -53,6 +53,7 @@ class Server:
         """Start accepting; return the bound ``(host, port)`` addresses."""
         from wirehub.server.connection import Connection
 
+        await self.hub.start()
         if sock is not None:
             server = await self.loop.create_server(
                 lambda: Connection(self), sock=sock, ssl=self.ssl, backlog=2048
@@ -167,6 +168,7 @@ class Server:
             task.cancel()
         for server in self._servers:
             await server.wait_closed()
+        await self.hub.stop()
 
 
 def _method_not_allowed(methods: frozenset[str]) -> Response:

@@ -1,0 +1,263 @@
+"""The wirehub wire format, version 1 (docs/PROTOCOL.md is the specification).
+
+Every message is one WebSocket message. JSON messages are text frames with a
+``type`` field. A message whose data is bytes is a binary frame: a 4-byte
+big-endian length N, N bytes of the JSON header (the same message without
+``data``), then the payload bytes.
+
+Client → server: ``emit``, ``join``, ``leave``, ``ping``.
+Server → client: ``welcome``, ``event``, ``ack``, ``error``, ``presence``.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "ClientMessage",
+    "DecodeError",
+    "Emit",
+    "Join",
+    "Leave",
+    "Ping",
+    "Position",
+    "ServerMessage",
+    "decode_client",
+    "decode_server",
+    "encode",
+    "encode_client",
+    "encode_json",
+    "event_body",
+    "event_message",
+    "pack_binary",
+    "unpack_binary",
+]
+
+PROTOCOL_VERSION = 1
+
+_BINARY_HEADER = struct.Struct("!I")
+
+
+class DecodeError(ValueError):
+    """A message that is not valid for the protocol; ``str()`` says why."""
+
+
+class Position(msgspec.Struct, frozen=True):
+    """Where an event sits in its room's stream: offsets count up within an epoch.
+
+    A new epoch means the server lost the room's history (restart, eviction):
+    offsets from another epoch cannot be compared.
+    """
+
+    epoch: str
+    offset: int
+
+
+# -- client → server ---------------------------------------------------------
+
+
+class Emit(msgspec.Struct, tag="emit", tag_field="type"):
+    """Send an event to the server; with ``id``, the server answers ``ack`` or ``error``."""
+
+    event: str
+    data: msgspec.Raw = msgspec.Raw()  # empty when absent; decoded per handler type
+    id: int | None = None
+
+
+class Join(msgspec.Struct, tag="join", tag_field="type"):
+    """Ask to join a room.
+
+    ``since`` asks for the events missed after that position (recovery);
+    ``history`` asks for the room's last N kept events (e.g. a chat's backlog).
+    """
+
+    room: str
+    id: int | None = None
+    since: Position | None = None
+    history: int = 0
+
+
+class Leave(msgspec.Struct, tag="leave", tag_field="type"):
+    room: str
+    id: int | None = None
+
+
+class Ping(msgspec.Struct, tag="ping", tag_field="type"):
+    """Application-level ping (browsers cannot send WebSocket pings); answered by ``ack``."""
+
+    id: int | None = None
+
+
+ClientMessage = Emit | Join | Leave | Ping
+
+# -- server → client ---------------------------------------------------------
+
+
+class Welcome(msgspec.Struct, tag="welcome", tag_field="type"):
+    v: int
+    peer: str
+    ping_interval: float | None
+    limits: dict[str, int | None]
+
+
+class Event(msgspec.Struct, tag="event", tag_field="type", omit_defaults=True):
+    event: str
+    data: Any = None
+    room: str | None = None
+    epoch: str | None = None
+    offset: int | None = None
+
+
+class Ack(msgspec.Struct, tag="ack", tag_field="type"):
+    id: int
+    data: Any = None
+
+
+class Error(msgspec.Struct, tag="error", tag_field="type", omit_defaults=True):
+    code: str
+    message: str
+    id: int | None = None
+    details: dict[str, Any] | None = None
+
+
+class Presence(msgspec.Struct, tag="presence", tag_field="type", omit_defaults=True):
+    room: str
+    joined: dict[str, Any] | None = None
+    left: dict[str, Any] | None = None
+
+
+ServerMessage = Welcome | Event | Ack | Error | Presence
+
+
+def _enc_hook(obj: Any) -> Any:
+    # pydantic models (optional dependency) and anything with a dict view.
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    raise NotImplementedError(f"cannot encode {type(obj).__name__} as JSON")
+
+
+_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+_client_decoder = msgspec.json.Decoder(ClientMessage)
+_server_decoder = msgspec.json.Decoder(ServerMessage)
+
+
+def encode(message: msgspec.Struct) -> bytes:
+    """Encode any message of this module as JSON bytes."""
+    return _encoder.encode(message)
+
+
+def encode_json(value: Any) -> bytes:
+    """Encode a plain value (str, dict…) as JSON bytes."""
+    return _encoder.encode(value)
+
+
+# -- binary frames -----------------------------------------------------------
+
+
+def pack_binary(header: bytes, payload: bytes) -> bytes:
+    """A binary message: length-prefixed JSON header, then the payload."""
+    return _BINARY_HEADER.pack(len(header)) + header + payload
+
+
+def unpack_binary(message: bytes) -> tuple[bytes, bytes]:
+    """Split a binary message into (JSON header, payload)."""
+    if len(message) < 4:
+        raise DecodeError("binary message shorter than its 4-byte header length")
+    (length,) = _BINARY_HEADER.unpack_from(message)
+    if length > len(message) - 4:
+        raise DecodeError("binary message header length exceeds the message")
+    return message[4 : 4 + length], message[4 + length :]
+
+
+# -- decoding ----------------------------------------------------------------
+
+
+def decode_client(message: str | bytes) -> tuple[ClientMessage, bytes | None]:
+    """Decode a client message; return it and the binary payload, if any."""
+    payload = None
+    if isinstance(message, bytes):
+        message, payload = unpack_binary(message)
+    try:
+        return _client_decoder.decode(message), payload
+    except msgspec.DecodeError as exc:
+        raise DecodeError(str(exc)) from None
+
+
+def decode_server(message: str | bytes) -> tuple[ServerMessage, bytes | None]:
+    """Decode a server message (for clients); return it and the binary payload, if any."""
+    payload = None
+    if isinstance(message, bytes):
+        message, payload = unpack_binary(message)
+    try:
+        return _server_decoder.decode(message), payload
+    except msgspec.DecodeError as exc:
+        raise DecodeError(str(exc)) from None
+
+
+def encode_client(message: msgspec.Struct, payload: bytes | None = None) -> str | bytes:
+    """Encode a client message: text, or binary when there is a payload."""
+    header = _encoder.encode(message)
+    return header.decode() if payload is None else pack_binary(header, payload)
+
+
+# -- events: encoded once, framed once per node ------------------------------
+
+
+class _Body(msgspec.Struct):
+    event: str
+    data: Any = None
+
+
+class _BinaryBody(msgspec.Struct):
+    event: str
+
+
+def event_body(event: str, data: Any) -> tuple[bytes, bytes | None]:
+    """Encode an event's name and data once, for every receiver on every node.
+
+    Returns the JSON object's members without the opening brace (so a node
+    can prefix ``type``, ``room`` and position) and the binary payload when
+    ``data`` is bytes. Raises ``TypeError`` for data JSON cannot carry.
+    """
+    if isinstance(data, bytes | bytearray | memoryview):
+        return _encoder.encode(_BinaryBody(event))[1:], bytes(data)
+    try:
+        return _encoder.encode(_Body(event, data))[1:], None
+    except (NotImplementedError, msgspec.EncodeError) as exc:
+        raise TypeError(f"event {event!r}: {exc}") from None
+
+
+_EVENT_HEAD = b'{"type":"event",'
+
+
+def event_message(
+    body: bytes,
+    binary: bytes | None,
+    room: str | None = None,
+    position: Position | None = None,
+) -> tuple[bytes, bool]:
+    """The full ``event`` message from a body: ``(payload, is_text)``."""
+    if room is None:
+        header = _EVENT_HEAD + body
+    elif position is None:
+        header = _EVENT_HEAD + b'"room":' + _encoder.encode(room) + b"," + body
+    else:
+        header = (
+            _EVENT_HEAD
+            + b'"room":'
+            + _encoder.encode(room)
+            + b',"epoch":'
+            + _encoder.encode(position.epoch)
+            + b',"offset":'
+            + str(position.offset).encode()
+            + b","
+            + body
+        )
+    if binary is None:
+        return header, True
+    return pack_binary(header, binary), False
