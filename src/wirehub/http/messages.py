@@ -21,7 +21,9 @@ class Request:
 
     ``headers`` is case-insensitive and keeps repeated fields
     (``headers.get_all("cookie")``). ``client`` is the peer's ``(host, port)``
-    as the socket sees it.
+    as the socket sees it. ``keep_alive`` says whether the client lets the
+    connection carry another request after this one (HTTP/1.1 without
+    ``Connection: close``, or HTTP/1.0 with ``keep-alive``).
     """
 
     method: str
@@ -31,6 +33,7 @@ class Request:
     client: tuple[str, int] | None = None
     scheme: str = "http"
     body: bytes = b""
+    keep_alive: bool = True
 
     @functools.cached_property
     def query(self) -> dict[str, str]:

@@ -61,10 +61,6 @@ class RequestParser:
         done, self._done = self._done, []
         return done
 
-    @property
-    def keep_alive(self) -> bool:
-        return bool(self._parser.should_keep_alive())
-
     # -- httptools callbacks -------------------------------------------------
 
     def on_message_begin(self) -> None:
@@ -90,6 +86,9 @@ class RequestParser:
             headers=headers,
             client=self._client,
             scheme=self._scheme,
+            # Read here, per request: once a message is complete llhttp resets
+            # and should_keep_alive() no longer reflects "Connection: close".
+            keep_alive=bool(self._parser.should_keep_alive()),
         )
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._limits.max_body_size:
