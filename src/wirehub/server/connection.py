@@ -39,6 +39,7 @@ class Connection(asyncio.Protocol):
         self.session: Session | None = None
         self._request: Request | None = None
         self._out: list[bytes] = []  # bytes waiting for this tick's flush
+        self._out_size = 0  # their total length
         self._queued = False  # in the server's dirty list
         self._eof = False  # close the socket after the next flush
         self._busy = False  # an async HTTP handler is running
@@ -273,8 +274,7 @@ class Connection(asyncio.Protocol):
 
     @property
     def buffered(self) -> int:
-        pending = sum(len(chunk) for chunk in self._out)
-        return pending + (self.transport.get_write_buffer_size() if self.transport else 0)
+        return self._out_size + (self.transport.get_write_buffer_size() if self.transport else 0)
 
     def send(self, message: Message) -> None:
         if self.ws is None or not self.ws.open:
@@ -319,14 +319,23 @@ class Connection(asyncio.Protocol):
     def _queue(self, data: bytes) -> None:
         if data:
             self._out.append(data)
+            self._out_size += len(data)
         if not self._queued:
             self._queued = True
             self.server.mark_dirty(self)
+        # A sender that never yields (a handler doing ``await ws.send(...)`` in
+        # a loop while writing is not paused) would grow the queue without
+        # bound before the end-of-tick flush: past the high-water mark, write
+        # now, so the transport's flow control (pause_writing) engages and the
+        # next send waits in drain(). Batching is kept below the mark.
+        if self._out_size and self.buffered >= self.hub.limits.write_buffer_high:
+            self.flush()
 
     def flush(self) -> None:
         """Write everything queued this tick in one call; called by the server."""
         self._queued = False
         out, self._out = self._out, []
+        self._out_size = 0
         transport = self.transport
         if transport is None or self._lost:
             return
