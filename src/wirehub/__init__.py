@@ -1,25 +1,38 @@
 """wirehub: a real-time WebSocket hub for Python."""
 
-from wirehub.codes import CloseCode
+from wirehub.brokers import Broker, MemoryBroker
+from wirehub.codes import CloseCode, ErrorCode
 from wirehub.config import Limits, Timeouts
 from wirehub.exceptions import (
+    CallError,
+    CallTimeout,
     ConfigError,
     ConnectionClosed,
+    EventError,
     HandshakeError,
     Reject,
     WirehubError,
 )
 from wirehub.http.messages import Request, Response
 from wirehub.hub.hub import Hub
+from wirehub.hub.peer import DisconnectReason, Peer
 from wirehub.hub.websocket import WebSocket
 
 __all__ = [
+    "Broker",
+    "CallError",
+    "CallTimeout",
     "CloseCode",
     "ConfigError",
     "ConnectionClosed",
+    "DisconnectReason",
+    "ErrorCode",
+    "EventError",
     "HandshakeError",
     "Hub",
     "Limits",
+    "MemoryBroker",
+    "Peer",
     "Reject",
     "Request",
     "Response",

@@ -61,7 +61,6 @@ class ErrorCode(enum.StrEnum):
     INVALID_DATA = "invalid_data"  # the data failed the handler's type; see details
     FORBIDDEN = "forbidden"  # not allowed (join or emit denied)
     LIMIT_EXCEEDED = "limit_exceeded"  # e.g. too many rooms for one peer
-    TOO_MANY_PENDING = "too_many_pending"  # too many requests awaiting their ack
     RATE_LIMITED = "rate_limited"  # slow down; details.retry_after in seconds
     INTERNAL_ERROR = "internal_error"  # the handler failed; the server logged why
     UNAVAILABLE = "unavailable"  # the server cannot serve this now (e.g. shutting down)
@@ -69,7 +68,6 @@ class ErrorCode(enum.StrEnum):
 
 _RETRYABLE: frozenset[str] = frozenset(
     {
-        ErrorCode.TOO_MANY_PENDING,
         ErrorCode.RATE_LIMITED,
         ErrorCode.INTERNAL_ERROR,
         ErrorCode.UNAVAILABLE,

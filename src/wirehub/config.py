@@ -39,7 +39,8 @@ class Limits:
     max_rooms_per_peer: int | None = 100
     """Rooms one peer may be in at once (else ``limit_exceeded``)."""
     max_pending_calls: int | None = 64
-    """Requests of one peer whose handlers are still running (else ``too_many_pending``)."""
+    """Handlers of one peer still waiting on something; past this, the server stops
+    reading that peer's socket until some finish (flow control, nothing dropped)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -7,6 +7,7 @@ dispatches it without a task, unless the handler is a coroutine.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import secrets
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from wirehub.codes import CloseCode, ErrorCode
 from wirehub.exceptions import EventError, Reject
 from wirehub.http.messages import Request
+from wirehub.hub.eager import run_eagerly
 from wirehub.hub.handlers import HandlerSpec
 from wirehub.hub.transport import Transport
 from wirehub.protocol import messages as wire
@@ -51,8 +53,9 @@ class Peer:
         self.user: Any = None
         self._rooms: set[str] = set()
         self._ready = False  # accepted by the connect handler: messages are dispatched
-        self._early: list[Message] = []  # arrived before that; dispatched after
-        self._pending = 0  # requests whose handlers are still running
+        self._backlog: collections.deque[Message] = collections.deque()  # not dispatched yet
+        self._pending = 0  # handlers and joins still running
+        self._reading_paused = False
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -106,7 +109,9 @@ class Peer:
         if request_id is None or self._closed:
             return
         if isinstance(data, bytes | bytearray | memoryview):
-            header = wire.encode(wire.Ack(request_id))
+            header = wire.encode_json(
+                {"type": "ack", "id": request_id}
+            )  # no "data": the payload is
             self.transport.send(wire.pack_binary(header, bytes(data)))
             return
         try:
@@ -136,7 +141,7 @@ class Peer:
         if handler is None:
             self._accept()
         else:
-            self._spawn(self._connect(handler))
+            self._track(self._connect(handler))
 
     async def _connect(self, spec: HandlerSpec) -> None:
         try:
@@ -170,14 +175,29 @@ class Peer:
             )
         )
         self._ready = True
-        early, self._early = self._early, []
-        for message in early:
-            self.message_received(message)
+        self._drain_backlog()
+
+    def _drain_backlog(self) -> None:
+        if not self._ready:
+            return
+        limit = self.hub.limits.max_pending_calls
+        while self._backlog and not self._closed:
+            if limit is not None and self._pending >= limit:
+                return
+            self._dispatch(self._backlog.popleft())
+        if self._reading_paused:
+            self._reading_paused = False
+            self.transport.resume_reading()
 
     def message_received(self, message: Message) -> None:
-        if not self._ready:
-            self._early.append(message)
+        if not self._ready or self._backlog:
+            # Before the welcome, or while too many handlers are pending: keep
+            # the order, and (past the limit) stop reading the socket.
+            self._backlog.append(message)
             return
+        self._dispatch(message)
+
+    def _dispatch(self, message: Message) -> None:
         self.hub.stats["messages_in"] += 1
         try:
             request, payload = wire.decode_client(message)
@@ -188,15 +208,15 @@ class Peer:
         if type(request) is wire.Emit:
             self._on_emit(request, payload)
         elif type(request) is wire.Join:
-            self._spawn(self._on_join(request))
+            self._track(self._on_join(request))
         elif type(request) is wire.Leave:
-            self._spawn(self._on_leave(request))
+            self._track(self._on_leave(request))
         else:
             self._ack(request.id, None)  # ping
 
     def connection_lost(self, code: int, reason: str) -> None:
         self._closed = True
-        self._early.clear()
+        self._backlog.clear()
         self.hub._peer_gone(self, DisconnectReason(code, reason))
 
     # -- dispatch --------------------------------------------------------------
@@ -206,40 +226,45 @@ class Peer:
         if spec is None or request.event in ("connect", "disconnect"):
             self._error(request.id, ErrorCode.UNKNOWN_EVENT, f"no handler for {request.event!r}")
             return
-        limit = self.hub.limits.max_pending_calls
-        if spec.is_async and limit is not None and self._pending >= limit:
-            self._error(
-                request.id, ErrorCode.TOO_MANY_PENDING, f"more than {limit} requests pending"
-            )
-            return
         try:
             data = spec.decode(request.data, payload)
             result = spec.func(self, data) if spec.takes_data else spec.func(self)
-        except EventError as exc:
-            self._error(request.id, exc.code, exc.message, exc.details)
-            return
-        except Exception:
-            logger.exception("handler for event %r failed", request.event)
-            self._error(request.id, ErrorCode.INTERNAL_ERROR, "internal error")
+        except Exception as exc:
+            self._answer(request, None, exc)
             return
         if spec.is_async:
-            self._pending += 1
-            self._spawn(self._finish(request, result))
+            self._track(result, lambda value, error: self._answer(request, value, error))
         else:
-            self._ack(request.id, result)
+            self._answer(request, result, None)
 
-    async def _finish(self, request: wire.Emit, pending: Any) -> None:
-        try:
-            result = await pending
-        except EventError as exc:
-            self._error(request.id, exc.code, exc.message, exc.details)
-        except Exception:
-            logger.exception("handler for event %r failed", request.event)
+    def _answer(self, request: wire.Emit, value: Any, error: BaseException | None) -> None:
+        """Acknowledge an emit with the handler's value, or turn its error into a reply."""
+        if error is None:
+            self._ack(request.id, value)
+        elif isinstance(error, EventError):
+            self._error(request.id, error.code, error.message, error.details)
+        elif isinstance(error, Exception):
+            logger.error("handler for event %r failed", request.event, exc_info=error)
             self._error(request.id, ErrorCode.INTERNAL_ERROR, "internal error")
-        else:
-            self._ack(request.id, result)
-        finally:
-            self._pending -= 1
+
+    def _track(self, coro: Any, done: Any = None) -> None:
+        """Run ``coro`` eagerly; while it waits, count it against the pending limit."""
+        task = run_eagerly(coro, done or _ignore)
+        if task is None:
+            return
+        self._pending += 1
+        limit = self.hub.limits.max_pending_calls
+        if limit is not None and self._pending >= limit and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        self._tasks.add(task)
+        task.add_done_callback(self._untrack)
+
+    def _untrack(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._pending -= 1
+        if self._backlog or self._reading_paused:
+            self._drain_backlog()
 
     async def _on_join(self, request: wire.Join) -> None:
         try:
@@ -256,7 +281,7 @@ class Peer:
         await self.hub._leave(self, request.room)
         self._ack(request.id, None)
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+def _ignore(value: Any, error: BaseException | None) -> None:
+    if isinstance(error, Exception):
+        logger.error("request failed", exc_info=error)
