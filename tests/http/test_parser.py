@@ -141,17 +141,32 @@ def test_request_line_too_long_is_414(bytewise: bool) -> None:
 
 @pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
 def test_head_too_large_is_431(bytewise: bool) -> None:
-    """A request head over max_head_size gets 431, even before the head is complete."""
+    """A header line growing past max_head_size is refused before it ends (slowloris)."""
     p = parser(max_head_size=1000)
-    data = b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 2000  # never finished
-    _ = feed_bytewise(p, data) if bytewise else p.feed(data)
+    p.feed(b"GET / HTTP/1.1\r\nX-Big: ")
+    data = b"a" * 2000  # never finished
+    _ = (
+        feed_bytewise(p, data)
+        if bytewise
+        else [p.feed(data[i : i + 500]) for i in range(0, 2000, 500)]
+    )
     assert status(p) == 431
 
 
-def test_head_size_is_per_request() -> None:
-    """Many small keep-alive requests never add up to a 431."""
+def test_whole_oversized_head_in_one_read_is_431() -> None:
+    """A complete head over max_head_size is refused even when it arrives in a single read."""
+    p = parser(max_head_size=1000)
+    data = b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 100) for i in range(20))
+    assert p.feed(data + b"\r\n") == []
+    assert status(p) == 431
+
+
+@pytest.mark.parametrize("split", [10, 50, len(GET) - 1])
+def test_head_size_is_per_request(split: int) -> None:
+    """Pipelined requests never add up to a 431, even when a read ends mid-head."""
     p = parser(max_head_size=200)
-    assert len(p.feed(GET * 20)) == 20
+    assert len(p.feed(GET * 20 + GET[:split])) == 20
+    assert len(p.feed(GET[split:] + GET * 20)) == 21
     assert len(feed_bytewise(p, GET * 5)) == 5
     assert p.error is None
 

@@ -39,11 +39,13 @@ class RequestParser:
         self._body: list[bytes] = []
         self._body_size = 0
         self._request: Request | None = None
+        self._head_progress = False  # a head callback fired during this feed()
 
     def feed(self, data: bytes) -> list[Request]:
         """Parse ``data``; return the requests completed by it."""
         if self.error is not None or self.upgrade_data is not None:
             return []
+        self._head_progress = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -52,12 +54,20 @@ class RequestParser:
         except httptools.HttpParserError as exc:
             if self.error is None:
                 self.error = Response.error(400, f"malformed request: {exc}")
-        # httptools buffers a partial header internally without limit, so the
-        # head is measured here, in bytes fed while it is incomplete.
-        if self.in_progress and self.error is None and self._request is None:
-            self._head_size += len(data)
-            if self._head_size > self._limits.max_head_size:
-                self.error = Response.error(431, "request head too large")
+        # The head is measured by the callbacks (request target, each header)
+        # so that a whole oversized head in one read is caught, and so that
+        # bytes of earlier pipelined requests in the same read never count.
+        # httptools buffers a partial header line to itself, without limit,
+        # and reports nothing until it ends: a read during which no head
+        # callback fired is all head, so it is counted whole here.
+        if (
+            self.in_progress
+            and self.error is None
+            and self._request is None
+            and not self._head_progress
+            and self._count_head(len(data))
+        ):
+            self.error = Response.error(431, "request head too large")
         done, self._done = self._done, []
         return done
 
@@ -65,16 +75,23 @@ class RequestParser:
 
     def on_message_begin(self) -> None:
         self.in_progress = True
+        self._head_progress = True
 
     def on_url(self, url: bytes) -> None:
+        self._head_progress = True
         self._url += url
         if len(self._url) > self._limits.max_request_line:
             self._fail(414, "request line too long")
+        if self._count_head(len(url)):
+            self._fail(431, "request head too large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_progress = True
         self._raw_headers.append((name.decode("latin-1"), value.decode("latin-1")))
         if len(self._raw_headers) > self._limits.max_headers:
             self._fail(431, "too many header fields")
+        if self._count_head(len(name) + len(value) + 4):  # ": " and CRLF
+            self._fail(431, "request head too large")
 
     def on_headers_complete(self) -> None:
         parsed = httptools.parse_url(self._url)
@@ -106,6 +123,11 @@ class RequestParser:
         self._done.append(self._request)
         self.in_progress = False
         self._reset()
+
+    def _count_head(self, size: int) -> bool:
+        """Add ``size`` bytes to the current head; True once it is over the limit."""
+        self._head_size += size
+        return self._head_size > self._limits.max_head_size
 
     def _fail(self, status: int, detail: str) -> None:
         self.error = Response.error(status, detail)
