@@ -435,7 +435,10 @@ async def test_thousand_clients_each_receive_every_message_exactly_once() -> Non
     count, messages = 1000, 20
     async with serve(hub) as s:
         clients = await asyncio.gather(
-            *(WireClient.open(s.ws("/ws"), compression=None) for _ in range(count))
+            *(
+                WireClient.open(s.ws("/ws"), compression=None, open_timeout=10 * UNIT)
+                for _ in range(count)
+            )
         )
         await asyncio.gather(*(c.join("big") for c in clients))
         for n in range(messages):
