@@ -9,6 +9,7 @@ import logging
 import os
 import ssl as _ssl
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from wirehub.brokers.base import Broker, History, Publication
@@ -16,8 +17,9 @@ from wirehub.brokers.memory import MemoryBroker
 from wirehub.codes import CloseCode, ErrorCode
 from wirehub.config import Limits, Timeouts
 from wirehub.exceptions import ConfigError, EventError
+from wirehub.http.messages import Request, Response
 from wirehub.http.routing import HttpHandler, Router
-from wirehub.http.static import StaticFiles
+from wirehub.http.static import StaticFiles, file_response
 from wirehub.hub.handlers import HandlerSpec
 from wirehub.hub.peer import DisconnectReason, Peer
 from wirehub.hub.room import Room, check_room_name
@@ -35,6 +37,7 @@ H = TypeVar("H", bound=Callable[..., Any])
 JoinAuthorizer = Callable[[Peer, str], Any]  # -> bool or Awaitable[bool]
 
 MAX_HISTORY_REPLAY = 1000
+STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
 class Hub:
@@ -91,6 +94,8 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         if events_path is not None:
             self.router.add_websocket(events_path, _EventEndpoint(self))
+        for name in ("wirehub.js", "wirehub.d.ts"):  # the browser client, from the package
+            self.router.add_http(f"/{name}", {"GET"}, _package_file(STATIC / name))
 
     # -- routes ------------------------------------------------------------
 
@@ -447,6 +452,15 @@ class Target:
         excluded = exclude.id if isinstance(exclude, Peer) else exclude
         publication = Publication(body, binary, room=self.room, peer=self.peer, exclude=excluded)
         await self.hub.broker.publish(publication)
+
+
+def _package_file(path: Path) -> HttpHandler:
+    def serve(request: Request) -> Response:
+        if not path.is_file():
+            return Response.error(404, f"{path.name} is not installed")
+        return file_response(path, request)
+
+    return serve
 
 
 class _EventEndpoint:
