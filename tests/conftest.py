@@ -180,6 +180,14 @@ async def read_eof(reader: asyncio.StreamReader) -> bytes:
     return await asyncio.wait_for(reader.read(), UNIT)
 
 
+async def dropped(reader: asyncio.StreamReader) -> bool:
+    """Wait until the server closes or aborts the connection; True if it sent nothing more."""
+    try:
+        return await read_eof(reader) == b""
+    except ConnectionResetError:
+        return True
+
+
 def upgrade_request(path: str = "/echo", extra: str = "") -> bytes:
     key = base64.b64encode(secrets.token_bytes(16)).decode()
     return (
