@@ -42,3 +42,8 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# The Python client (it never imports the hub or the server).
+from wirehub.client import Client, SyncClient, connect
+
+__all__ += ["Client", "SyncClient", "connect"]

@@ -1,0 +1,398 @@
+"""``Client``: the asyncio client of the wirehub event protocol (docs/PROTOCOL.md).
+
+::
+
+    async with wirehub.connect("ws://127.0.0.1:8000/ws") as client:
+        client.on("chat", print)
+        await client.join("lobby")
+        reply = await client.call("chat", {"text": "hi"})
+
+One task per connection reads messages and dispatches them; it also
+supervises the connection: when it drops with a close code that allows it
+(``wirehub.codes.should_reconnect``), it reconnects with backoff, re-joins
+the rooms and recovers the events missed meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as _ssl
+import time
+from collections.abc import Callable, Generator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed as _WsClosed
+
+from wirehub.client.connection import Welcome, closed_from, open_connection, reopen
+from wirehub.client.events import Handler, Reconnected
+from wirehub.client.reconnect import Reconnect
+from wirehub.client.session import DEFAULT, Session, State, _Default, emit_message, encode
+from wirehub.codes import CloseCode, ErrorCode, should_reconnect
+from wirehub.exceptions import CallError, CallTimeout, ConnectionClosed, EventError
+from wirehub.protocol import messages as wire
+
+__all__ = ["Client", "connect"]
+
+logger = logging.getLogger("wirehub.client")
+
+H = TypeVar("H", bound=Handler)
+
+
+class Client:
+    """A connection to a wirehub event endpoint that survives disconnections.
+
+    Keyword-only options: ``token`` (sent as ``Authorization: Bearer``),
+    ``headers`` (extra handshake headers), ``reconnect`` (True for the default
+    ``Reconnect()`` policy, a ``Reconnect`` to tune it, False to never
+    reconnect), ``recover`` (re-join rooms with their last position so missed
+    events are replayed), ``call_timeout`` (default for ``call``/``join``/
+    ``leave``; None waits forever), ``open_timeout`` (handshake plus welcome),
+    ``ping_interval`` (WebSocket pings; None disables), ``max_size`` (largest
+    message accepted from the server; None: no limit), ``ssl`` and ``proxy``
+    (passed to ``websockets``; the environment is never read).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        reconnect: bool | Reconnect = True,
+        recover: bool = True,
+        call_timeout: float | None = 10.0,
+        open_timeout: float | None = 10.0,
+        ping_interval: float | None = 20.0,
+        max_size: int | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        proxy: str | None = None,
+    ) -> None:
+        self.url = url
+        self.policy: Reconnect | None = Reconnect() if reconnect is True else (reconnect or None)
+        self.recover = recover
+        self.call_timeout = call_timeout
+        extra = dict(headers or {})
+        if token is not None:
+            extra["Authorization"] = f"Bearer {token}"
+        self._open_options: dict[str, Any] = dict(
+            headers=extra,
+            open_timeout=open_timeout,
+            ping_interval=ping_interval,
+            max_size=max_size,
+            ssl=ssl,
+            proxy=proxy,
+        )
+        self.state = State.CLOSED
+        self.welcome: Welcome | None = None
+        self._ws: ClientConnection | None = None
+        self._session = Session()
+        self._rooms: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._closed = asyncio.Event()
+        self._why = ConnectionClosed(CloseCode.ABNORMAL, "not connected")
+
+    # -- properties ------------------------------------------------------------
+
+    @property
+    def id(self) -> str | None:
+        """The peer id the server gave this connection (a new one after each reconnect)."""
+        return self.welcome.peer if self.welcome is not None else None
+
+    @property
+    def rooms(self) -> frozenset[str]:
+        """The rooms this client joined (and re-joins after a reconnect)."""
+        return frozenset(self._rooms)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is open and welcomed right now."""
+        return self.state is State.OPEN
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the connection and wait for the server's welcome.
+
+        Raises ``HandshakeError`` (refused, unreachable, timed out, not a
+        wirehub endpoint) or ``ConnectionClosed`` (the server's connect
+        handler refused us after the upgrade). The first connection is not
+        retried: reconnection only applies once a connection was welcomed.
+        """
+        if self.state is not State.CLOSED:
+            raise RuntimeError(f"connect() on a client that is {self.state.value}")
+        self._closing = False
+        self._closed.clear()
+        self.state = State.CONNECTING
+        try:
+            ws, welcome = await open_connection(self.url, **self._open_options)
+        except BaseException:
+            self.state = State.CLOSED
+            self._closed.set()
+            raise
+        self._connection_made(ws, welcome)
+        self._task = asyncio.get_running_loop().create_task(self._supervise(ws))
+
+    async def close(self) -> None:
+        """Close with 1000 and stop reconnecting; pending calls fail with ConnectionClosed.
+
+        Returns once the ``disconnect`` callbacks ran. Closing twice is harmless.
+        """
+        self._closing = True
+        task = self._task
+        if task is None or task.done():
+            return
+        ws = self._ws
+        if self.state is State.OPEN and ws is not None:
+            await ws.close(CloseCode.NORMAL)  # the reader sees it, then the task ends
+        else:
+            task.cancel()  # interrupt the backoff or the attempt in progress
+        await asyncio.wait({task})
+
+    async def wait_closed(self) -> ConnectionClosed:
+        """Wait until the client stopped for good (closed, refused, or gave up); return why."""
+        await self._closed.wait()
+        return self._why
+
+    def __await__(self) -> Generator[Any, None, Client]:
+        """``await client`` connects it (unless it is already) and returns it."""
+        return self.__aenter__().__await__()
+
+    async def __aenter__(self) -> Client:
+        if self.state is State.CLOSED:
+            await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- handlers --------------------------------------------------------------
+
+    @overload
+    def on(self, event: str) -> Callable[[H], H]: ...
+
+    @overload
+    def on(self, event: str, handler: H) -> H: ...
+
+    def on(self, event: str, handler: H | None = None) -> H | Callable[[H], H]:
+        """Register a handler for a server event, or a lifecycle callback.
+
+        Event handlers take ``(data)`` or ``(data, info: EventInfo)``; binary
+        events bring ``bytes``. Lifecycle names (taking one argument, or
+        none): ``"connect"`` (after every welcome: no argument),
+        ``"disconnect"`` (``ConnectionClosed``), ``"reconnect"``
+        (``Reconnected``, once rooms are re-joined), ``"error"`` (an
+        ``EventError`` the server sent outside any request), ``"presence"``
+        (``PresenceChange``). Plain handlers run in order as messages arrive;
+        coroutine handlers are started as tasks. Usable as a decorator.
+        """
+        if handler is not None:
+            self._session.handlers.add(event, handler)
+            return handler
+
+        def register(func: H) -> H:
+            self._session.handlers.add(event, func)
+            return func
+
+        return register
+
+    def off(self, event: str, handler: Handler | None = None) -> None:
+        """Unregister ``handler`` for ``event`` (every handler of it when None)."""
+        self._session.handlers.remove(event, handler)
+
+    # -- sending -------------------------------------------------------------
+
+    async def emit(self, event: str, data: Any = None) -> None:
+        """Send an event without waiting for an answer (bytes travel in a binary frame).
+
+        Raises ``ConnectionClosed`` while disconnected (nothing is queued),
+        ``TypeError`` for data JSON cannot carry, and ``EventError``
+        (``limit_exceeded``) for a message larger than the server accepts.
+        """
+        await self._send(emit_message(event, data, None))
+
+    async def call(
+        self, event: str, data: Any = None, *, timeout: float | _Default | None = DEFAULT
+    ) -> Any:
+        """Send an event and return the data of the server's ack (the handler's return value).
+
+        Raises ``CallError`` with the error's code, message and details,
+        ``CallTimeout`` when no answer comes within ``timeout`` seconds, and
+        ``ConnectionClosed`` when the connection is (or gets) closed first.
+        """
+        return await self._request(event, lambda id: emit_message(event, data, id), timeout)
+
+    async def join(
+        self, room: str, *, history: int = 0, timeout: float | _Default | None = DEFAULT
+    ) -> dict[str, Any]:
+        """Join ``room``; return the ack data (``epoch``, ``offset``, maybe ``members``).
+
+        ``history=N`` replays the room's last N kept events before returning.
+        Joined rooms are re-joined after a reconnect. Raises like ``call``.
+        """
+        ack = await self._join(room, None, history, timeout)
+        self._rooms.add(room)
+        return ack
+
+    async def leave(self, room: str, *, timeout: float | _Default | None = DEFAULT) -> None:
+        """Leave ``room`` and wait for the ack. Raises like ``call``.
+
+        The room is forgotten at once: even if this raises, it is not
+        re-joined after a reconnect.
+        """
+        self._rooms.discard(room)
+        self._session.streams.forget(room)
+
+        def message(id: int) -> dict[str, Any]:
+            return {"type": "leave", "room": room, "id": id}
+
+        await self._request(f"leave {room!r}", message, timeout)
+
+    async def ping(self, *, timeout: float | _Default | None = DEFAULT) -> float:
+        """Send an application ``ping``; return the round-trip time in seconds."""
+        start = time.monotonic()
+        await self._request("ping", lambda id: {"type": "ping", "id": id}, timeout)
+        return time.monotonic() - start
+
+    async def _join(
+        self, room: str, since: wire.Position | None, history: int, timeout: float | _Default | None
+    ) -> dict[str, Any]:
+        def message(id: int) -> dict[str, Any]:
+            join: dict[str, Any] = {"type": "join", "room": room, "id": id}
+            if since is not None:
+                join["since"] = {"epoch": since.epoch, "offset": since.offset}
+            if history:
+                join["history"] = history
+            return join
+
+        ack = await self._request(f"join {room!r}", message, timeout, join=room)
+        if not isinstance(ack, dict):
+            raise CallError(ErrorCode.BAD_MESSAGE, f"the ack of join {room!r} is not an object")
+        return ack
+
+    async def _request(
+        self,
+        what: str,
+        build: Callable[[int], dict[str, Any] | bytes],
+        timeout: float | _Default | None,
+        *,
+        join: str | None = None,
+    ) -> Any:
+        seconds = self.call_timeout if isinstance(timeout, _Default) else timeout
+        self._check_open()
+        id, answer = self._session.expect(join)
+        try:
+            await self._send(build(id))
+            return await asyncio.wait_for(answer, seconds)
+        except TimeoutError:
+            raise CallTimeout(what, seconds or 0.0) from None
+        finally:
+            self._session.forget(id)
+
+    def _check_open(self) -> ClientConnection:
+        if self.state is not State.OPEN or self._ws is None:
+            raise ConnectionClosed(self._why.code, self._why.reason)
+        return self._ws
+
+    async def _send(self, message: dict[str, Any] | bytes) -> None:
+        ws = self._check_open()
+        frame = encode(message)
+        limit = self.welcome.max_message_size if self.welcome else None
+        if limit is not None and len(frame) > limit:
+            raise EventError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"a message of {len(frame)} bytes exceeds the server's limit of {limit}",
+            )
+        try:
+            await ws.send(frame, text=isinstance(message, dict))
+        except _WsClosed as exc:
+            raise closed_from(exc) from None
+
+    # -- the connection's life -----------------------------------------------
+
+    def _connection_made(self, ws: ClientConnection, welcome: Welcome) -> None:
+        self._ws = ws
+        self.welcome = welcome
+        self.state = State.OPEN
+        logger.info("connected to %s as %s", self.url, welcome.peer)
+        self._session.handlers.call("connect")
+
+    def _connection_lost(self, why: ConnectionClosed) -> None:
+        self._ws = None
+        self._why = why
+        self.state = State.RECONNECTING
+        self._session.lost(why)
+        logger.info("disconnected from %s: %s", self.url, why)
+        self._session.handlers.call("disconnect", why)
+
+    async def _supervise(self, ws: ClientConnection) -> None:
+        try:
+            while True:
+                why = await self._read(ws)
+                self._connection_lost(why)
+                if self._closing or self.policy is None or not should_reconnect(why.code):
+                    break
+                why, reopened = await reopen(self.url, self.policy, self._open_options)
+                if reopened is None:
+                    self._why = why
+                    break
+                ws, welcome, attempts = reopened
+                self._connection_made(ws, welcome)
+                self._spawn(self._restore(attempts))
+        finally:
+            if self._ws is not None:  # cancelled from outside while open
+                self._ws.transport.abort()
+                self._connection_lost(ConnectionClosed(CloseCode.ABNORMAL, "client cancelled"))
+            self.state = State.CLOSED
+            self._session.handlers.cancel()
+            self._closed.set()
+
+    async def _read(self, ws: ClientConnection) -> ConnectionClosed:
+        while True:
+            try:
+                message = await ws.recv()
+            except _WsClosed as exc:
+                return closed_from(exc)
+            self._session.receive(message)
+
+    async def _restore(self, attempts: int) -> None:
+        rooms = sorted(self._rooms)
+        results = await asyncio.gather(
+            *(self._rejoin(room) for room in rooms), return_exceptions=True
+        )
+        if any(isinstance(r, ConnectionClosed) for r in results):
+            return  # dropped again: the next reconnection restores the rooms
+        recovered = {room: r is True for room, r in zip(rooms, results, strict=True)}
+        self._session.handlers.call("reconnect", Reconnected(attempts, recovered))
+
+    async def _rejoin(self, room: str) -> bool:
+        since = self._session.streams.since(room) if self.recover else None
+        try:
+            ack = await self._join(room, since, 0, DEFAULT)
+        except CallError as exc:  # refused now (or timed out): no longer a member
+            self._rooms.discard(room)
+            self._session.handlers.call("error", exc)
+            return False
+        return since is not None and bool(ack.get("recovered"))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._session.handlers.tasks.add(task)
+        task.add_done_callback(self._session.handlers.tasks.discard)
+
+
+def connect(url: str, **options: Any) -> Client:
+    """A ``Client`` to ``url``: ``async with connect(url) as client:`` connects, then closes.
+
+    Also ``client = await connect(url)`` (then ``await client.close()``).
+    ``options`` are ``Client``'s keyword arguments.
+    """
+    return Client(url, **options)

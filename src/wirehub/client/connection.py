@@ -1,0 +1,155 @@
+"""Opening a connection (the WebSocket handshake, then ``welcome``), and reopening it.
+
+A connection counts as open only once ``welcome`` arrived (docs/PROTOCOL.md,
+"Connection lifecycle"): before that, the server's connect handler may still
+refuse it with a close code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import logging
+import ssl as _ssl
+from collections.abc import Mapping
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed as _WsClosed
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+
+from wirehub.client.reconnect import Reconnect
+from wirehub.codes import CloseCode, should_reconnect
+from wirehub.exceptions import ConnectionClosed, HandshakeError
+from wirehub.protocol import messages as wire
+
+__all__ = ["IncompatibleServer", "Welcome", "closed_from", "open_connection", "reopen"]
+
+logger = logging.getLogger("wirehub.client")
+
+# HTTP statuses that another attempt with the same request cannot fix.
+_FINAL_STATUS = frozenset({400, 401, 403, 404, 405, 426})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Welcome:
+    """The server's ``welcome``: our peer id, its ping interval and its limits."""
+
+    version: int
+    peer: str
+    ping_interval: float | None
+    limits: dict[str, int | None]
+
+    @property
+    def max_message_size(self) -> int | None:
+        """The largest message the server accepts from us (None: no limit)."""
+        return self.limits.get("max_message_size")
+
+
+class IncompatibleServer(HandshakeError):
+    """The endpoint is not a wirehub event endpoint of a protocol version we speak."""
+
+
+async def open_connection(
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    open_timeout: float | None,
+    ping_interval: float | None,
+    max_size: int | None,
+    ssl: _ssl.SSLContext | None,
+    proxy: str | None,
+) -> tuple[ClientConnection, Welcome]:
+    """Open a WebSocket to ``url`` and wait for ``welcome``, all within ``open_timeout``.
+
+    Raises ``HandshakeError`` (with ``status`` when the server answered with
+    an HTTP error), ``IncompatibleServer``, or ``ConnectionClosed`` when the
+    server closed the connection before welcoming it.
+    """
+    options: dict[str, object] = {}
+    if ssl is not None:
+        options["ssl"] = ssl
+    try:
+        async with asyncio.timeout(open_timeout):
+            ws = await ws_connect(
+                url,
+                additional_headers=dict(headers),
+                open_timeout=None,
+                ping_interval=ping_interval,
+                ping_timeout=ping_interval,
+                max_size=max_size,
+                proxy=proxy,
+                **options,  # type: ignore[arg-type]
+            )
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        raise HandshakeError(f"{url}: HTTP {status}", status=status) from None
+    except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+        raise HandshakeError(f"cannot connect to {url}: {exc or type(exc).__name__}") from None
+    try:
+        async with asyncio.timeout(open_timeout):
+            return ws, await _welcome(ws, url)
+    except TimeoutError:
+        await ws.close(CloseCode.GOING_AWAY)
+        raise HandshakeError(f"{url}: no welcome within {open_timeout}s") from None
+    except BaseException:
+        ws.transport.abort()
+        raise
+
+
+def closed_from(exc: _WsClosed) -> ConnectionClosed:
+    """Our ``ConnectionClosed`` from the one ``websockets`` raises (1006: no close frame)."""
+    if exc.rcvd is None:
+        return ConnectionClosed(CloseCode.ABNORMAL, "connection lost")
+    return ConnectionClosed(exc.rcvd.code, exc.rcvd.reason)
+
+
+async def _welcome(ws: ClientConnection, url: str) -> Welcome:
+    try:
+        first = await ws.recv()
+    except _WsClosed as exc:
+        raise closed_from(exc) from None
+    try:
+        message, _ = wire.decode_server(first)
+    except wire.DecodeError:
+        message = None
+    if type(message) is not wire.Welcome:
+        await ws.close(CloseCode.PROTOCOL_ERROR)
+        raise IncompatibleServer(f"{url} is not a wirehub event endpoint (no welcome)")
+    if message.v != wire.PROTOCOL_VERSION:
+        await ws.close(CloseCode.PROTOCOL_ERROR)
+        raise IncompatibleServer(f"{url} speaks protocol v{message.v}, not v1")
+    return Welcome(message.v, message.peer, message.ping_interval, message.limits)
+
+
+async def reopen(
+    url: str, policy: Reconnect, options: dict[str, Any]
+) -> tuple[ConnectionClosed, tuple[ClientConnection, Welcome, int] | None]:
+    """Reconnect to ``url`` with backoff until welcomed, refused for good, or out of attempts.
+
+    Returns why the last attempt failed (when giving up) and, on success,
+    the connection, its welcome and the number of attempts it took.
+    ``options`` are ``open_connection``'s keyword arguments.
+    """
+    why = ConnectionClosed(CloseCode.ABNORMAL, "connection lost")
+    for attempt in itertools.count(1):
+        if not policy.allows(attempt):
+            logger.warning("gave up reconnecting to %s after %d attempts", url, attempt - 1)
+            return why, None
+        await asyncio.sleep(policy.delay(attempt))
+        try:
+            return why, (*await open_connection(url, **options), attempt)
+        except ConnectionClosed as exc:  # refused by the server's connect handler
+            why = exc
+            if not should_reconnect(exc.code):
+                logger.warning("reconnection to %s refused for good: %s", url, exc)
+                return why, None
+        except HandshakeError as exc:
+            why = ConnectionClosed(CloseCode.ABNORMAL, str(exc))
+            if isinstance(exc, IncompatibleServer) or exc.status in _FINAL_STATUS:
+                logger.warning("reconnection to %s refused for good: %s", url, exc)
+                return why, None
+            logger.info("reconnection attempt %d to %s failed: %s", attempt, url, exc)
+    raise AssertionError("unreachable")

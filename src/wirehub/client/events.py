@@ -1,0 +1,135 @@
+"""What client handlers receive, and the registry that calls them.
+
+A handler is a plain function or a coroutine function. It is called with as
+many of its arguments as it accepts: an event handler with ``(data)`` or
+``(data, info)``; a lifecycle callback with its one argument or none.
+Exceptions raised by handlers are logged and never reach the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "LIFECYCLE",
+    "EventInfo",
+    "Handler",
+    "Handlers",
+    "PresenceChange",
+    "Reconnected",
+]
+
+logger = logging.getLogger("wirehub.client")
+
+Handler = Callable[..., Any]
+
+LIFECYCLE = frozenset({"connect", "disconnect", "reconnect", "error", "presence"})
+"""Names ``Client.on`` reserves for the client's own callbacks (not server events)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventInfo:
+    """Where an event came from: its name, and for room events the room and position."""
+
+    event: str
+    room: str | None = None
+    epoch: str | None = None
+    offset: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PresenceChange:
+    """A ``presence`` message: a member (``{"id", "info"}``) joined or left ``room``."""
+
+    room: str
+    joined: dict[str, Any] | None = None
+    left: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reconnected:
+    """What the ``reconnect`` callback gets once a lost connection is back.
+
+    ``attempts`` is how many attempts it took. ``recovered`` maps every room
+    the client re-joined to whether the events it missed were replayed
+    (True) or may be lost (False: refetch that room's state).
+    """
+
+    attempts: int
+    recovered: dict[str, bool]
+
+    @property
+    def gaps(self) -> list[str]:
+        """The rooms whose missed events could not all be replayed."""
+        return [room for room, ok in self.recovered.items() if not ok]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Entry:
+    func: Handler
+    nargs: int  # how many positional arguments it takes (capped by the caller)
+    is_async: bool
+
+
+def _count_args(func: Handler) -> int:
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return 2
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 2
+    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+class Handlers:
+    """Handlers by name. Registration is safe from any thread (lists are replaced, not mutated)."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, tuple[_Entry, ...]] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def add(self, name: str, func: Handler) -> None:
+        """Register ``func`` for ``name`` (after the ones already there)."""
+        if not callable(func):
+            raise TypeError(f"a handler must be callable, not {func!r}")
+        entry = _Entry(func, _count_args(func), inspect.iscoroutinefunction(func))
+        self._by_name[name] = (*self._by_name.get(name, ()), entry)
+
+    def remove(self, name: str, func: Handler | None = None) -> None:
+        """Unregister ``func`` for ``name``, or every handler of ``name`` when None."""
+        kept = tuple(e for e in self._by_name.get(name, ()) if func is not None and e.func != func)
+        if kept:
+            self._by_name[name] = kept
+        else:
+            self._by_name.pop(name, None)
+
+    def has(self, name: str) -> bool:
+        """Whether any handler is registered for ``name``."""
+        return name in self._by_name
+
+    def call(self, name: str, *args: Any) -> None:
+        """Call every handler of ``name``: plain ones now, in order; coroutines as tasks."""
+        for entry in self._by_name.get(name, ()):
+            try:
+                result = entry.func(*args[: entry.nargs])
+                if entry.is_async or inspect.isawaitable(result):
+                    task = asyncio.ensure_future(result)
+                    self.tasks.add(task)
+                    task.add_done_callback(self._task_done)
+            except Exception:
+                logger.exception("handler %r for %r failed", entry.func, name)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("async handler failed", exc_info=task.exception())
+
+    def cancel(self) -> None:
+        """Cancel the async handlers still running (the client is closing)."""
+        for task in list(self.tasks):
+            task.cancel()

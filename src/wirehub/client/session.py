@@ -1,0 +1,169 @@
+"""``Session``: a client's protocol state, kept across its connections (no I/O).
+
+It numbers requests and resolves them from ``ack``/``error`` messages,
+tracks room positions (``recovery.Streams``) and calls the handlers. The
+``Client`` feeds it the messages it reads and sends what it builds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import logging
+from typing import Any
+
+from wirehub.client.events import LIFECYCLE, EventInfo, Handlers, PresenceChange
+from wirehub.client.recovery import Streams
+from wirehub.exceptions import CallError, ConnectionClosed, EventError
+from wirehub.protocol import messages as wire
+
+__all__ = ["DEFAULT", "Session", "State", "emit_message", "encode"]
+
+logger = logging.getLogger("wirehub.client")
+
+_Item = tuple[EventInfo, Any]  # an event ready for its handlers: (info, data)
+
+
+class State(enum.Enum):
+    """Where a client is: CONNECTING → OPEN ⇄ RECONNECTING → CLOSED."""
+
+    CONNECTING = "connecting"
+    OPEN = "open"
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+
+
+class _Default(enum.Enum):
+    TOKEN = 0
+
+
+DEFAULT = _Default.TOKEN
+"""Stands for "the client's ``call_timeout``" in ``timeout=`` arguments."""
+
+
+class Session:
+    """Requests awaiting answers, room positions and handlers of one client."""
+
+    def __init__(self) -> None:
+        self.handlers = Handlers()
+        self.streams: Streams[_Item] = Streams()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, tuple[asyncio.Future[Any], str | None]] = {}
+
+    # -- requests --------------------------------------------------------------
+
+    def expect(self, join: str | None = None) -> tuple[int, asyncio.Future[Any]]:
+        """A new request id and the future its answer resolves.
+
+        ``join`` names the room when the request is a join: the room's events
+        are held until the answer (see ``Streams.hold``).
+        """
+        id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[id] = (future, join)
+        if join is not None:
+            self.streams.hold(join)
+        return id, future
+
+    def forget(self, id: int) -> None:
+        """The caller stopped waiting for request ``id`` (answered, timed out, not sent)."""
+        entry = self._pending.pop(id, None)
+        if entry is not None and entry[1] is not None:
+            self.deliver(self.streams.release(entry[1]))
+
+    def lost(self, why: ConnectionClosed) -> None:
+        """The connection closed: every pending request fails with ``why``."""
+        pending, self._pending = self._pending, {}
+        for future, _ in pending.values():
+            if not future.done():
+                future.set_exception(ConnectionClosed(why.code, why.reason))
+        self.deliver(self.streams.release_all())
+
+    # -- receiving -------------------------------------------------------------
+
+    def receive(self, raw: str | bytes) -> None:
+        """Handle one message from the server; a malformed one is logged and ignored."""
+        try:
+            message, payload = wire.decode_server(raw)
+        except wire.DecodeError as exc:
+            logger.warning("ignoring a message the protocol does not allow: %s", exc)
+            return
+        if type(message) is wire.Event:
+            self._event(message, payload)
+        elif type(message) is wire.Ack:
+            self._answer(message.id, payload if payload is not None else message.data, None)
+        elif type(message) is wire.Error:
+            if message.id is None:  # not an answer: e.g. a message the server could not parse
+                error = EventError(message.code, message.message, message.details)
+                self.handlers.call("error", error)
+            else:
+                error = CallError(message.code, message.message, message.details)
+                self._answer(message.id, None, error)
+        elif type(message) is wire.Presence:
+            change = PresenceChange(message.room, message.joined, message.left)
+            self.handlers.call("presence", change)
+        else:
+            logger.warning("ignoring an unexpected %s message", type(message).__name__.lower())
+
+    def deliver(self, items: list[_Item]) -> None:
+        """Call the handlers of each event, in order."""
+        for info, data in items:
+            if info.event in LIFECYCLE:
+                logger.warning("server event %r has a reserved name; not delivered", info.event)
+                continue
+            self.handlers.call(info.event, data, info)
+
+    def _answer(self, id: int, data: Any, error: CallError | None) -> None:
+        entry = self._pending.pop(id, None)
+        if entry is None:
+            return  # the caller gave up (timeout): a late answer is dropped
+        future, room = entry
+        if room is not None:
+            if error is None and isinstance(data, dict):
+                position = wire.Position(str(data.get("epoch")), int(data.get("offset", 0)))
+                self.deliver(self.streams.joined(room, position))
+            else:
+                self.deliver(self.streams.release(room))
+        if future.done():
+            return
+        if error is None:
+            future.set_result(data)
+        else:
+            future.set_exception(error)
+
+    def _event(self, message: wire.Event, payload: bytes | None) -> None:
+        info = EventInfo(message.event, message.room, message.epoch, message.offset)
+        item = (info, payload if payload is not None else message.data)
+        if message.room is None:
+            self.deliver([item])
+            return
+        position = None
+        if message.epoch is not None and message.offset is not None:
+            position = wire.Position(message.epoch, message.offset)
+        self.deliver(self.streams.receive(message.room, position, item))
+
+
+# -- building messages (docs/PROTOCOL.md, "Client messages") ------------------
+
+
+def emit_message(event: str, data: Any, id: int | None) -> dict[str, Any] | bytes:
+    """An ``emit``: a dict for JSON data, a binary message when ``data`` is bytes."""
+    message: dict[str, Any] = {"type": "emit", "event": event}
+    if id is not None:
+        message["id"] = id
+    if isinstance(data, bytes | bytearray | memoryview):
+        return wire.pack_binary(wire.encode_json(message), bytes(data))
+    if data is not None:
+        message["data"] = data
+    return message
+
+
+def encode(message: dict[str, Any] | bytes) -> bytes:
+    """A message as bytes; raises ``TypeError`` when its data cannot be JSON."""
+    if isinstance(message, bytes):
+        return message
+    try:
+        return wire.encode_json(message)
+    except (NotImplementedError, ValueError) as exc:  # msgspec.EncodeError is a ValueError
+        raise TypeError(f"cannot send as JSON: {exc}") from None
