@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import sys
+import threading
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -25,10 +26,31 @@ async def _print_incoming(ws: ClientConnection) -> None:
         print(f"< {_describe(message)}", flush=True)
 
 
-async def _send_typed(ws: ClientConnection) -> None:
-    loop = asyncio.get_running_loop()
+def _read_stdin(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str]) -> None:
+    """Feed stdin lines to ``lines`` ("" at end of input); runs in a daemon thread.
+
+    Not ``run_in_executor``: asyncio.run() waits for executor threads on exit,
+    so a readline() blocked on a silent terminal would keep the program alive
+    after the server closed the connection. A daemon thread is just dropped.
+    """
     while True:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
+        line = sys.stdin.readline()
+        try:
+            loop.call_soon_threadsafe(lines.put_nowait, line)
+        except RuntimeError:  # the event loop is closed: we are exiting
+            return
+        if not line:
+            return
+
+
+async def _send_typed(ws: ClientConnection) -> None:
+    lines: asyncio.Queue[str] = asyncio.Queue()
+    reader = threading.Thread(
+        target=_read_stdin, args=(asyncio.get_running_loop(), lines), daemon=True
+    )
+    reader.start()
+    while True:
+        line = await lines.get()
         if not line:  # end of input: close politely
             return
         await ws.send(line.rstrip("\n"))

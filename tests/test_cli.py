@@ -1,0 +1,122 @@
+"""The ``wirehub`` command: ``serve`` in a real subprocess, and loading apps."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import UNIT, connect
+from wirehub import ConfigError, Hub
+from wirehub.cli import load_app, main
+
+ROOT = Path(__file__).resolve().parent.parent
+START = 10 * UNIT  # a fresh interpreter importing wirehub is the slowest step in the suite
+
+
+@contextlib.asynccontextmanager
+async def wirehub_process(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Run ``python -m wirehub ARGS``; kill it at the end if it is still running."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "wirehub",
+        *args,
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.communicate()
+
+
+async def served_url(process: asyncio.subprocess.Process) -> str:
+    """The base URL ``wirehub serve`` announces on its first stdout line."""
+    assert process.stdout is not None
+    line = (await asyncio.wait_for(process.stdout.readline(), START)).decode()
+    match = re.search(r" on (http://127\.0\.0\.1:\d+) ", line)
+    assert match, f"no URL in {line!r}"
+    return match.group(1)
+
+
+@pytest.mark.parametrize(("option", "code"), [((), 1001), (("--shutdown-code", "1012"), 1012)])
+async def test_serve_then_sigterm_closes_clients_and_exits_0(
+    option: tuple[str, ...], code: int
+) -> None:
+    """``wirehub serve`` prints its URL, echoes, and on SIGTERM closes clients and exits 0."""
+    async with wirehub_process("serve", "examples/echo.py:hub", "--port", "0", *option) as process:
+        url = await served_url(process)
+        async with connect(url.replace("http://", "ws://") + "/echo") as ws:
+            await ws.send("over the wire")
+            assert await asyncio.wait_for(ws.recv(), UNIT) == "over the wire"
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(ws.wait_closed(), 5 * UNIT)
+            assert ws.close_code == code
+        assert await asyncio.wait_for(process.wait(), 5 * UNIT) == 0
+        assert process.stderr is not None
+        stderr = await process.stderr.read()
+    assert b"Traceback" not in stderr
+
+
+async def test_serve_bad_app_is_a_usage_error() -> None:
+    """``wirehub serve`` with an app that does not exist exits 2 with a clear message."""
+    async with wirehub_process("serve", "examples/nope.py:hub", "--port", "0") as process:
+        _, stderr = await asyncio.wait_for(process.communicate(), START)
+    assert process.returncode == 2
+    assert b"no such file: examples/nope.py" in stderr
+    assert b"Traceback" not in stderr
+
+
+def test_load_app_from_file_and_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``load_app`` takes file.py:attr or module:attr, defaulting attr to ``hub``."""
+    (tmp_path / "myapp.py").write_text(
+        "from wirehub import Hub\nhub = Hub()\nother = Hub()\ndef factory():\n    return Hub()\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "myapp", raising=False)
+    assert isinstance(load_app(str(tmp_path / "myapp.py")), Hub)
+    assert isinstance(load_app("myapp.py:other"), Hub)
+    assert isinstance(load_app("myapp:factory"), Hub)
+    monkeypatch.delitem(sys.modules, "myapp", raising=False)
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("missing.py", "no such file"),
+        ("myapp.py:nothing", "has no attribute 'nothing'"),
+        ("myapp.py:number", "is a int, not a wirehub.Hub"),
+    ],
+)
+def test_load_app_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, message: str
+) -> None:
+    """``load_app`` explains what is wrong with a target that is not a Hub."""
+    (tmp_path / "myapp.py").write_text("number = 42\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "myapp", raising=False)
+    with pytest.raises(ConfigError, match=message):
+        load_app(target)
+    monkeypatch.delitem(sys.modules, "myapp", raising=False)
+
+
+def test_help_lists_commands() -> None:
+    """``wirehub --help`` lists the serve and connect commands."""
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    assert "serve" in result.output
+    assert "connect" in result.output
