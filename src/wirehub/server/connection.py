@@ -40,6 +40,9 @@ class Connection(asyncio.Protocol):
         self._request: Request | None = None
         self._out: list[bytes] = []  # bytes waiting for this tick's flush
         self._out_size = 0  # their total length
+        self._high_water = server.hub.limits.write_buffer_high
+        self._backlog = 0  # the transport's unsent bytes when last flushed
+        self._open = False  # a WebSocket is open: frames may be queued
         self._queued = False  # in the server's dirty list
         self._eof = False  # close the socket after the next flush
         self._busy = False  # an async HTTP handler is running
@@ -89,6 +92,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
+        self._open = False
         self._cancel_timer()
         self.server.connections.discard(self)
         for waiter in self._drain_waiters:
@@ -105,6 +109,7 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        self._backlog = self.hub.limits.write_buffer_low  # at most this much is left
         waiters, self._drain_waiters = self._drain_waiters, []
         for waiter in waiters:
             if not waiter.done():
@@ -223,6 +228,7 @@ class Connection(asyncio.Protocol):
             else:  # the engine asks us to close the TCP connection
                 self._eof = True
                 self._queue(b"")
+        self._open = self.ws.open
 
     def _schedule_ping(self) -> None:
         interval = self.hub.timeouts.ping_interval
@@ -289,7 +295,7 @@ class Connection(asyncio.Protocol):
         self._move_protocol_output()
 
     def send_frame(self, frame: bytes) -> None:
-        if self.ws is not None and self.ws.open:
+        if self._open:  # the fan-out path: one flag, not the engine's state
             self._queue(frame)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
@@ -328,7 +334,9 @@ class Connection(asyncio.Protocol):
         # bound before the end-of-tick flush: past the high-water mark, write
         # now, so the transport's flow control (pause_writing) engages and the
         # next send waits in drain(). Batching is kept below the mark.
-        if self._out_size and self.buffered >= self.hub.limits.write_buffer_high:
+        # (``_backlog`` is the transport's buffer as of the last flush: reading
+        # it here instead would cost a call per frame on the fan-out path.)
+        if self._out_size + self._backlog >= self._high_water:
             self.flush()
 
     def flush(self) -> None:
@@ -344,6 +352,7 @@ class Connection(asyncio.Protocol):
                 transport.write(out[0])
             else:
                 transport.writelines(out)
+            self._backlog = transport.get_write_buffer_size()
         if self._eof:
             transport.close()
 
