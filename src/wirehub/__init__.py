@@ -16,7 +16,7 @@ from wirehub.exceptions import (
 from wirehub.http.messages import Request, Response
 from wirehub.hub.hub import Hub
 from wirehub.hub.peer import DisconnectReason, Peer
-from wirehub.hub.websocket import WebSocket
+from wirehub.hub.websocket import WebSocket, broadcast
 
 __all__ = [
     "Broker",
@@ -39,6 +39,7 @@ __all__ = [
     "Timeouts",
     "WebSocket",
     "WirehubError",
+    "broadcast",
 ]
 
 __version__ = "0.1.0"

@@ -114,6 +114,7 @@ class Hub:
                 handler,
                 subprotocols=subprotocols if subprotocols is not None else self.subprotocols,
                 max_queue=self.limits.max_queued_messages,
+                max_buffered=self.limits.max_buffered,
             )
             self.router.add_websocket(path, endpoint)
             return handler

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from wirehub.codes import CloseCode
 from wirehub.exceptions import ConnectionClosed
 from wirehub.http.messages import Request
 from wirehub.hub.transport import Transport
-from wirehub.protocol.websocket import Message
+from wirehub.protocol.websocket import Message, encode_frame
 
-__all__ = ["PlainEndpoint", "WebSocket", "WebSocketHandler"]
+__all__ = ["PlainEndpoint", "WebSocket", "WebSocketHandler", "broadcast"]
 
 logger = logging.getLogger("wirehub.hub")
 
@@ -29,8 +29,9 @@ class WebSocket:
     fast enough (write buffer above its high-water mark).
     """
 
-    def __init__(self, transport: Transport, *, max_queue: int) -> None:
+    def __init__(self, transport: Transport, *, max_queue: int, max_buffered: int) -> None:
         self._transport = transport
+        self._max_buffered = max_buffered
         self._queue: deque[Message] = deque()
         self._max_queue = max_queue
         self._reading_paused = False
@@ -124,6 +125,32 @@ class WebSocket:
             self._closed.set_result(None)
 
 
+def broadcast(connections: Iterable[WebSocket], message: Message) -> int:
+    """Send ``message`` to every open connection; return how many it was sent to.
+
+    The frame is built once and written to each connection (uncompressed,
+    which every client accepts). It never waits: a connection with more than
+    ``Limits.max_buffered`` unsent bytes is a slow consumer and is closed with
+    4008 instead of growing its buffer (``SLOW_CONSUMER`` in ``wirehub.codes``).
+    """
+    if isinstance(message, str):
+        frame = encode_frame(message.encode(), True)
+    else:
+        frame = encode_frame(bytes(message), False)
+    sent = 0
+    for ws in connections:
+        if ws.close_code is not None:
+            continue
+        transport = ws._transport
+        if transport.writing_paused and transport.buffered > ws._max_buffered:
+            logger.warning("broadcast: a client is not reading; closing it with 4008")
+            transport.close(CloseCode.SLOW_CONSUMER, "slow consumer: not reading fast enough")
+            continue
+        transport.send_frame(frame)
+        sent += 1
+    return sent
+
+
 class PlainEndpoint:
     """A route whose handler gets the raw ``WebSocket``; one task per connection."""
 
@@ -134,7 +161,9 @@ class PlainEndpoint:
         *,
         subprotocols: list[str] | None,
         max_queue: int,
+        max_buffered: int,
     ) -> None:
+        self.max_buffered = max_buffered
         self.path = path
         self.handler = handler
         self.subprotocols = subprotocols
@@ -142,7 +171,7 @@ class PlainEndpoint:
         self.tasks: set[asyncio.Task[None]] = set()
 
     def open(self, transport: Transport) -> WebSocket:
-        ws = WebSocket(transport, max_queue=self.max_queue)
+        ws = WebSocket(transport, max_queue=self.max_queue, max_buffered=self.max_buffered)
         task = asyncio.get_running_loop().create_task(self._run(ws, transport))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
