@@ -24,7 +24,7 @@ __all__ = ["load_app", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="wirehub")
+@click.version_option(package_name="wirehub", prog_name="wirehub")
 def main() -> None:
     """wirehub: a real-time WebSocket hub for Python."""
 
@@ -48,7 +48,14 @@ def load_app(target: str) -> Hub:
         spec.loader.exec_module(module)
     else:
         sys.path.insert(0, str(Path.cwd()))
-        module = importlib.import_module(location)
+        try:
+            module = importlib.import_module(location)
+        except ModuleNotFoundError as exc:
+            if exc.name and location.startswith(exc.name):
+                raise ConfigError(
+                    f"cannot import {location!r}: no module named {exc.name!r}"
+                ) from None
+            raise
     try:
         app: Any = getattr(module, attr)
     except AttributeError:
@@ -121,7 +128,12 @@ def serve(
         click.echo(f"wirehub serving {app} on {server.url} (WebSocket routes: {routes})")
         sys.stdout.flush()
 
-    _run_with_announce(hub, host, port, context, int(shutdown_code), announce)
+    try:
+        _run_with_announce(hub, host, port, context, int(shutdown_code), announce)
+    except OSError as exc:  # typically: the address is already in use
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
 
 
 def _run_with_announce(

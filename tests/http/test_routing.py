@@ -12,7 +12,7 @@ from wirehub.http.static import StaticFiles
 
 
 def ok(request: object) -> Response:
-    return Response.text(200, "ok")
+    return Response.text("ok")
 
 
 def test_methods_are_upper_cased() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import http, raw_connection, read_response, serve
-from wirehub import Hub, Response
+from wirehub import ConfigError, Hub, Response
 from wirehub.http.static import StaticFiles
 
 
@@ -50,7 +50,7 @@ async def test_index_html_for_root(site: Path) -> None:
         ("/style.css", "text/css; charset=utf-8", b"body{}"),
         ("/data.unknownext", "application/octet-stream", b"\x00\x01"),
         ("/sub/", "text/html; charset=utf-8", b"<h1>sub</h1>"),
-        ("/sub", "text/html; charset=utf-8", b"<h1>sub</h1>"),
+        ("/sub/", "text/html; charset=utf-8", b"<h1>sub</h1>"),
     ],
 )
 async def test_content_types(site: Path, path: str, content_type: str, body: bytes) -> None:
@@ -128,7 +128,8 @@ async def test_prefix_mount(site: Path) -> None:
     hub.mount("/assets", site)
     async with serve(hub) as s:
         assert (await http(s.port, get("/assets/style.css"))).body == b"body{}"
-        assert (await http(s.port, get("/assets"))).body == b"<h1>home</h1>"
+        assert (await http(s.port, get("/assets"))).headers["location"] == "/assets/"
+        assert (await http(s.port, get("/assets/"))).body == b"<h1>home</h1>"
         assert (await http(s.port, get("/style.css"))).status == 404
         assert (await http(s.port, get("/assetsstyle.css"))).status == 404
 
@@ -160,14 +161,14 @@ async def test_routes_win_over_static_files(site: Path) -> None:
     """An HTTP route answers its path even when a file of that name exists."""
     hub = Hub()
     hub.mount("/", site)
-    hub.add_route("/app.js", lambda request: Response.text(200, "route"))
+    hub.add_route("/app.js", lambda request: Response.text("route"))
     async with serve(hub) as s:
         assert (await http(s.port, get("/app.js"))).body == b"route"
 
 
 def test_mount_of_missing_folder_fails_early(tmp_path: Path) -> None:
     """Mounting a folder that does not exist raises at once, naming it."""
-    with pytest.raises(NotADirectoryError, match="nope"):
+    with pytest.raises(ConfigError, match="nope"):
         StaticFiles("/", tmp_path / "nope")
 
 
@@ -176,3 +177,15 @@ def test_resolve_refuses_paths_outside(site: Path, path: str) -> None:
     """StaticFiles.resolve never returns a file outside its root."""
     assert StaticFiles("/", site).resolve(path) is None
     assert StaticFiles("/", site).resolve("/sub/../app.js") == site / "app.js"
+
+
+async def test_folder_without_slash_redirects(tmp_path: Path) -> None:
+    """A folder URL without its trailing slash redirects (301) so relative links work."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.html").write_text("<p>docs</p>")
+    hub = Hub()
+    hub.mount("/", tmp_path)
+    async with serve(hub) as s:
+        response = await http(s.port, b"GET /docs?x=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert response.status == 301
+        assert response.headers["location"] == "/docs/?x=1"

@@ -52,10 +52,10 @@ async def test_route_decorator_and_add_route() -> None:
 
     @hub.route("/a", methods=("GET", "POST"))
     def a(request: Request) -> Response:
-        return Response.text(200, f"a {request.method}")
+        return Response.text(f"a {request.method}")
 
     async def b(request: Request) -> Response:
-        return Response.text(200, "b")
+        return Response.text("b")
 
     hub.add_route("/b", b)
     async with serve(hub) as s:

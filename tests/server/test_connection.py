@@ -42,7 +42,7 @@ def routes_hub(**kwargs: object) -> Hub:
 
     @hub.route("/hello")
     def hello(request: Request) -> Response:
-        return Response.text(200, f"hello {request.query.get('name', 'world')}")
+        return Response.text(f"hello {request.query.get('name', 'world')}")
 
     @hub.route("/echo-body", methods=("POST", "PUT"))
     async def echo_body(request: Request) -> Response:
@@ -52,7 +52,7 @@ def routes_hub(**kwargs: object) -> Hub:
     async def slow(request: Request) -> Response:
         started.set()
         await release.wait()
-        return Response.text(200, "slow")
+        return Response.text("slow")
 
     @hub.route("/sync-error")
     def sync_error(request: Request) -> Response:

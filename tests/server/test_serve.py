@@ -154,7 +154,7 @@ async def test_shutdown_lets_an_http_request_in_flight_finish() -> None:
     async def slow(request: Request) -> Response:
         started.set()
         await release.wait()
-        return Response.text(200, "done")
+        return Response.text("done")
 
     async with serve(hub) as s, raw_connection(s.port) as (reader, writer):
         writer.write(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")

@@ -58,7 +58,7 @@ class Response:
     headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
     @classmethod
-    def text(cls, status: int, text: str, **kwargs: Any) -> Response:
+    def text(cls, text: str, status: int = 200, **kwargs: Any) -> Response:
         return cls(status, text.encode(), **kwargs)
 
     @classmethod
@@ -78,12 +78,13 @@ class Response:
             f"HTTP/1.1 {status.value} {status.phrase}",
             f"Date: {email.utils.formatdate(usegmt=True)}",
             "Server: wirehub",
-            f"Content-Length: {len(self.body)}",
         ]
-        if self.status != 304 and self.body is not None:
+        # 204 and 304 carry no body, and no framing or type for one (RFC 9110 §8.6, §15.4.5).
+        if self.status not in (204, 304):
+            lines.append(f"Content-Length: {len(self.body)}")
             lines.append(f"Content-Type: {self.content_type}")
         lines.extend(f"{name}: {value}" for name, value in self.headers)
         if not keep_alive:
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        return head if head_only or self.status == 304 else head + self.body
+        return head if head_only or self.status in (204, 304) else head + self.body

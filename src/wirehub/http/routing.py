@@ -60,4 +60,7 @@ class Router:
         if not path.startswith("/"):
             raise ConfigError(f"route paths start with '/': {path!r}")
         if path in table:
-            raise ConfigError(f"a route for {path!r} already exists")
+            hint = ""
+            if getattr(table[path], "is_event_endpoint", False):
+                hint = " (the event endpoint: pass Hub(events_path=...) to move it, or None)"
+            raise ConfigError(f"a route for {path!r} already exists{hint}")

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from urllib.parse import unquote
 
+from wirehub.exceptions import ConfigError
 from wirehub.http.messages import Request, Response
 
 __all__ = ["StaticFiles"]
@@ -26,7 +27,7 @@ class StaticFiles:
         self.prefix = "/" + prefix.strip("/")
         self.root = Path(directory).resolve()
         if not self.root.is_dir():
-            raise NotADirectoryError(f"static folder not found: {self.root}")
+            raise ConfigError(f"static folder not found: {self.root}")
 
     def matches(self, path: str) -> bool:
         return self.prefix == "/" or path == self.prefix or path.startswith(self.prefix + "/")
@@ -48,6 +49,12 @@ class StaticFiles:
         target = self.resolve(request.path)
         if target is None:
             return None
+        if target.name == "index.html" and not request.path.endswith(("/", "index.html")):
+            # A folder without its slash: redirect, or the page's relative links break.
+            location = (
+                request.path + "/" + (f"?{request.query_string}" if request.query_string else "")
+            )
+            return Response(301, b"", headers=[("Location", location)])
         return file_response(target, request)
 
 

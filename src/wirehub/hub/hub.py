@@ -238,8 +238,8 @@ class Hub:
     ) -> None:
         """Serve until SIGINT/SIGTERM, then shut down gracefully.
 
-        Uses uvloop when it is installed. For more control (workers, TLS files,
-        logging) use the ``wirehub serve`` command.
+        Uses uvloop when it is installed. For TLS files, logging options and
+        the rest, use the ``wirehub serve`` command.
         """
         # The one call up the layers: running needs the server, and a Hub is
         # what users hold. Imported here so importing the hub never loads it.
@@ -468,6 +468,7 @@ class _EventEndpoint:
     """The event-layer WebSocket route: each connection becomes a ``Peer``."""
 
     subprotocols: list[str] | None = None
+    is_event_endpoint = True
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from wirehub.codes import CloseCode
-from wirehub.exceptions import ConnectionClosed
+from wirehub.exceptions import ConnectionClosed, Reject
 from wirehub.http.messages import Request
 from wirehub.hub.transport import Transport
 from wirehub.protocol.websocket import Message, encode_frame
@@ -182,6 +182,10 @@ class PlainEndpoint:
             await self.handler(ws)
         except ConnectionClosed:
             pass  # the client left while the handler was sending or receiving
+        except Reject as exc:
+            logger.info("handler for %s refused a client: %s", self.path, exc.reason)
+            transport.close(exc.code, exc.reason)
+            return
         except Exception:
             logger.exception("handler for %s failed; closing that connection with 1011", self.path)
             transport.close(CloseCode.INTERNAL_ERROR, "internal error")

@@ -43,6 +43,7 @@ class Connection(asyncio.Protocol):
         self._high_water = server.hub.limits.write_buffer_high
         self._backlog = 0  # the transport's unsent bytes when last flushed
         self._open = False  # a WebSocket is open: frames may be queued
+        self._reading_paused = False  # paused by the hub (flow control)
         self._queued = False  # in the server's dirty list
         self._eof = False  # close the socket after the next flush
         self._busy = False  # an async HTTP handler is running
@@ -246,7 +247,9 @@ class Connection(asyncio.Protocol):
             self._set_timer(timeout, self._check_pong)
 
     def _check_pong(self) -> None:
-        if self._rx:  # the pong, or any other data, proves the client is there
+        # The pong, or any other data, proves the client is there. While we
+        # are not reading (flow control), its pong waits unread: no verdict.
+        if self._rx or self._reading_paused:
             interval = self.hub.timeouts.ping_interval or 0.0
             timeout = self.hub.timeouts.ping_timeout or 0.0
             self._set_timer(max(interval - timeout, 0.0), self._send_ping)
@@ -314,10 +317,12 @@ class Connection(asyncio.Protocol):
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self._lost:
+            self._reading_paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
         if self.transport is not None and not self._lost:
+            self._reading_paused = False
             self.transport.resume_reading()
 
     # -- writing -------------------------------------------------------------

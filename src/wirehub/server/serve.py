@@ -104,9 +104,15 @@ class Server:
             except Exception:
                 logger.exception("HTTP handler for %s %s failed", request.method, request.path)
                 return Response.error(500)
-            if inspect.isawaitable(result):
+            if inspect.isawaitable(result) or isinstance(result, Response):
                 return result
-            return result
+            logger.error(
+                "HTTP handler for %s %s returned %s, not a Response",
+                request.method,
+                request.path,
+                type(result).__name__,
+            )
+            return Response.error(500)
         if request.path == "/healthz":
             return Response.json(self.health())
         if request.method in ("GET", "HEAD"):
