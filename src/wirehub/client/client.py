@@ -150,6 +150,7 @@ class Client:
             await ws.close(CloseCode.NORMAL)  # the reader sees it, then the task ends
         else:
             task.cancel()  # interrupt the backoff or the attempt in progress
+            self._why = ConnectionClosed(CloseCode.NORMAL, "closed by the client")
         await asyncio.wait({task})
 
     async def wait_closed(self) -> ConnectionClosed:

@@ -51,17 +51,17 @@ class Streams(Generic[T]):
         Returns the held events in offset order without duplicates; the
         remembered position becomes at least ``position``.
         """
-        held = self._held.pop(room, [])
-        held.sort(key=lambda entry: -1 if entry[0] is None else entry[0].offset)
-        ready = [item for pos, item in held if self._advance(room, pos)]
+        ready = self.release(room)
         current = self._positions.get(room)
         if current is None or current.epoch != position.epoch or current.offset < position.offset:
             self._positions[room] = position
         return ready
 
     def release(self, room: str) -> list[T]:
-        """The join of ``room`` failed: deliver what was held, in arrival order."""
-        return [item for pos, item in self._held.pop(room, []) if self._advance(room, pos)]
+        """Stop holding ``room`` (its join failed): its events in offset order, deduplicated."""
+        held = self._held.pop(room, [])
+        held.sort(key=lambda entry: -1 if entry[0] is None else entry[0].offset)
+        return [item for position, item in held if self._advance(room, position)]
 
     def release_all(self) -> list[T]:
         """The connection dropped: deliver everything held, room by room."""
