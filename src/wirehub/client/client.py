@@ -20,16 +20,18 @@ import logging
 import ssl as _ssl
 import time
 from collections.abc import Callable, Generator, Mapping
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed as _WsClosed
 
+from wirehub.client import messages
 from wirehub.client.connection import Welcome, closed_from, open_connection, reopen
 from wirehub.client.events import Handler, Reconnected
 from wirehub.client.reconnect import Reconnect
-from wirehub.client.session import DEFAULT, Session, State, _Default, emit_message, encode
+from wirehub.client.session import DEFAULT, Session, State, _Default
 from wirehub.codes import CloseCode, ErrorCode, should_reconnect
 from wirehub.exceptions import CallError, CallTimeout, ConnectionClosed, EventError
 from wirehub.protocol import messages as wire
@@ -126,6 +128,7 @@ class Client:
             raise RuntimeError(f"connect() on a client that is {self.state.value}")
         self._closing = False
         self._closed.clear()
+        self._rooms.clear()  # a new session: rooms of a previous one are not re-joined
         self.state = State.CONNECTING
         try:
             ws, welcome = await open_connection(self.url, **self._open_options)
@@ -163,6 +166,7 @@ class Client:
         return self.__aenter__().__await__()
 
     async def __aenter__(self) -> Client:
+        """Connect (unless connected already); see ``connect``."""
         if self.state is State.CLOSED:
             await self.connect()
         return self
@@ -173,6 +177,7 @@ class Client:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Close; see ``close``."""
         await self.close()
 
     # -- handlers --------------------------------------------------------------
@@ -218,7 +223,7 @@ class Client:
         ``TypeError`` for data JSON cannot carry, and ``EventError``
         (``limit_exceeded``) for a message larger than the server accepts.
         """
-        await self._send(emit_message(event, data, None))
+        await self._send(messages.emit_message(event, data, None))
 
     async def call(
         self, event: str, data: Any = None, *, timeout: float | _Default | None = DEFAULT
@@ -229,7 +234,7 @@ class Client:
         ``CallTimeout`` when no answer comes within ``timeout`` seconds, and
         ``ConnectionClosed`` when the connection is (or gets) closed first.
         """
-        return await self._request(event, lambda id: emit_message(event, data, id), timeout)
+        return await self._request(event, partial(messages.emit_message, event, data), timeout)
 
     async def join(
         self, room: str, *, history: int = 0, timeout: float | _Default | None = DEFAULT
@@ -251,29 +256,18 @@ class Client:
         """
         self._rooms.discard(room)
         self._session.streams.forget(room)
-
-        def message(id: int) -> dict[str, Any]:
-            return {"type": "leave", "room": room, "id": id}
-
-        await self._request(f"leave {room!r}", message, timeout)
+        await self._request(f"leave {room!r}", partial(messages.leave_message, room), timeout)
 
     async def ping(self, *, timeout: float | _Default | None = DEFAULT) -> float:
         """Send an application ``ping``; return the round-trip time in seconds."""
         start = time.monotonic()
-        await self._request("ping", lambda id: {"type": "ping", "id": id}, timeout)
+        await self._request("ping", messages.ping_message, timeout)
         return time.monotonic() - start
 
     async def _join(
         self, room: str, since: wire.Position | None, history: int, timeout: float | _Default | None
     ) -> dict[str, Any]:
-        def message(id: int) -> dict[str, Any]:
-            join: dict[str, Any] = {"type": "join", "room": room, "id": id}
-            if since is not None:
-                join["since"] = {"epoch": since.epoch, "offset": since.offset}
-            if history:
-                join["history"] = history
-            return join
-
+        message = partial(messages.join_message, room, since, history)
         ack = await self._request(f"join {room!r}", message, timeout, join=room)
         if not isinstance(ack, dict):
             raise CallError(ErrorCode.BAD_MESSAGE, f"the ack of join {room!r} is not an object")
@@ -305,7 +299,7 @@ class Client:
 
     async def _send(self, message: dict[str, Any] | bytes) -> None:
         ws = self._check_open()
-        frame = encode(message)
+        frame = messages.encode(message)
         limit = self.welcome.max_message_size if self.welcome else None
         if limit is not None and len(frame) > limit:
             raise EventError(

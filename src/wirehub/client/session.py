@@ -18,7 +18,7 @@ from wirehub.client.recovery import Streams
 from wirehub.exceptions import CallError, ConnectionClosed, EventError
 from wirehub.protocol import messages as wire
 
-__all__ = ["DEFAULT", "Session", "State", "emit_message", "encode"]
+__all__ = ["DEFAULT", "Session", "State"]
 
 logger = logging.getLogger("wirehub.client")
 
@@ -142,28 +142,3 @@ class Session:
         if message.epoch is not None and message.offset is not None:
             position = wire.Position(message.epoch, message.offset)
         self.deliver(self.streams.receive(message.room, position, item))
-
-
-# -- building messages (docs/PROTOCOL.md, "Client messages") ------------------
-
-
-def emit_message(event: str, data: Any, id: int | None) -> dict[str, Any] | bytes:
-    """An ``emit``: a dict for JSON data, a binary message when ``data`` is bytes."""
-    message: dict[str, Any] = {"type": "emit", "event": event}
-    if id is not None:
-        message["id"] = id
-    if isinstance(data, bytes | bytearray | memoryview):
-        return wire.pack_binary(wire.encode_json(message), bytes(data))
-    if data is not None:
-        message["data"] = data
-    return message
-
-
-def encode(message: dict[str, Any] | bytes) -> bytes:
-    """A message as bytes; raises ``TypeError`` when its data cannot be JSON."""
-    if isinstance(message, bytes):
-        return message
-    try:
-        return wire.encode_json(message)
-    except (NotImplementedError, ValueError) as exc:  # msgspec.EncodeError is a ValueError
-        raise TypeError(f"cannot send as JSON: {exc}") from None

@@ -84,6 +84,7 @@ class SyncClient:
         return self._run(self.aio.wait_closed(), timeout)
 
     def __enter__(self) -> SyncClient:
+        """Connect (unless connected already); see ``connect``."""
         return self.connect() if self.aio.state is State.CLOSED else self
 
     def __exit__(
@@ -92,6 +93,7 @@ class SyncClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Close; see ``close``."""
         self.close()
 
     # -- state -----------------------------------------------------------------
