@@ -1,0 +1,682 @@
+// wirehub.js — the browser client of the wirehub event protocol, version 1.
+//
+//   import { connect } from "/wirehub.js";
+//   const hub = connect("/ws");
+//   hub.on("chat", (data, meta) => console.log(meta.room, data));
+//   await hub.join("lobby", { history: 20 });
+//   const reply = await hub.call("chat", { text: "hi" }, { timeout: 5000 });
+//
+// A zero-dependency ES module. The wire format is docs/PROTOCOL.md; the API
+// mirrors the Python client (wirehub.Client); docs/browser.md is the guide.
+// It reconnects with backoff when the close code allows it, re-joins rooms
+// with recovery (missed events are replayed, duplicates dropped), queues
+// emits made while disconnected and flushes them after the welcome.
+
+const PROTOCOL_VERSION = 1;
+
+// -- Codes ----------------------------------------------------------------
+// Copies of wirehub.codes: tests/static/test_wirehub_js.py parses the two
+// blocks below and checks them against CloseCode, should_reconnect and
+// ErrorCode, so they cannot drift. Keep one entry per line.
+
+// BEGIN CLOSE_CODES
+const CLOSE_CODES = {
+  NORMAL: { code: 1000, reconnect: false },
+  GOING_AWAY: { code: 1001, reconnect: true },
+  PROTOCOL_ERROR: { code: 1002, reconnect: false },
+  UNSUPPORTED_DATA: { code: 1003, reconnect: false },
+  ABNORMAL: { code: 1006, reconnect: true },
+  INVALID_DATA: { code: 1007, reconnect: false },
+  POLICY_VIOLATION: { code: 1008, reconnect: false },
+  MESSAGE_TOO_BIG: { code: 1009, reconnect: false },
+  INTERNAL_ERROR: { code: 1011, reconnect: true },
+  SERVICE_RESTART: { code: 1012, reconnect: true },
+  TRY_AGAIN_LATER: { code: 1013, reconnect: true },
+  UNAUTHORIZED: { code: 4001, reconnect: false },
+  FORBIDDEN: { code: 4003, reconnect: false },
+  TOKEN_EXPIRED: { code: 4004, reconnect: true },
+  SLOW_CONSUMER: { code: 4008, reconnect: true },
+  RATE_LIMITED: { code: 4029, reconnect: true },
+};
+// END CLOSE_CODES
+
+// BEGIN ERROR_CODES
+const ERROR_CODES = {
+  BAD_MESSAGE: "bad_message",
+  UNKNOWN_EVENT: "unknown_event",
+  INVALID_DATA: "invalid_data",
+  FORBIDDEN: "forbidden",
+  LIMIT_EXCEEDED: "limit_exceeded",
+  RATE_LIMITED: "rate_limited",
+  INTERNAL_ERROR: "internal_error",
+  UNAVAILABLE: "unavailable",
+};
+// END ERROR_CODES
+
+// Codes this client raises by itself (never sent by the server).
+const CLIENT_ERROR_CODES = {
+  TIMEOUT: "timeout", // no answer within the call's timeout
+  DISCONNECTED: "disconnected", // the connection dropped before the answer came
+  CLOSED: "closed", // close() was called, or the client gave up reconnecting
+  QUEUE_FULL: "queue_full", // queueLimit messages already wait for the connection
+};
+
+const FINAL = new Set(
+  Object.values(CLOSE_CODES).filter((c) => !c.reconnect).map((c) => c.code),
+);
+
+/** Whether a client closed with `code` should reconnect (wirehub.codes.should_reconnect). */
+function shouldReconnect(code) {
+  return !FINAL.has(code);
+}
+
+// Names of the client's own callbacks: server events with these names are not delivered.
+const LIFECYCLE = new Set([
+  "connect", "disconnect", "reconnecting", "reconnect", "error", "presence",
+]);
+
+// -- Errors ---------------------------------------------------------------
+
+/** Root of the errors wirehub.js throws or rejects with: `.code` (a string), `.details`. */
+class WirehubError extends Error {
+  constructor(code, message, details = null) {
+    super(message);
+    this.name = "WirehubError";
+    this.code = code;
+    this.details = details;
+  }
+}
+
+/** The server answered a request with an `error` message. */
+class CallError extends WirehubError {
+  constructor(code, message, details = null) {
+    super(code, message, details);
+    this.name = "CallError";
+  }
+}
+
+/** No answer within the timeout (code "timeout"). */
+class CallTimeout extends CallError {
+  constructor(what, timeout) {
+    super("timeout", `no answer to ${what} within ${timeout} ms`, { timeout });
+    this.name = "CallTimeout";
+  }
+}
+
+/** The connection closed first: code "disconnected" (it may come back) or "closed" (for good). */
+class ConnectionClosed extends WirehubError {
+  constructor(code, closeCode, reason) {
+    const text = code === "closed" ? "the client is closed" : "the connection was lost";
+    super(code, `${text} (${closeCode}${reason ? " " + reason : ""})`, { closeCode, reason });
+    this.name = "ConnectionClosed";
+    this.closeCode = closeCode;
+    this.reason = reason;
+  }
+}
+
+// -- Binary messages (PROTOCOL.md §1) ----------------------------------------
+// A 4-byte big-endian length N, N bytes of JSON header, then the payload.
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function isBinary(data) {
+  return data instanceof ArrayBuffer || ArrayBuffer.isView(data);
+}
+
+function asBytes(data) {
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+function packBinary(header, payload) {
+  const head = encoder.encode(JSON.stringify(header));
+  const body = asBytes(payload);
+  const frame = new Uint8Array(4 + head.length + body.length);
+  new DataView(frame.buffer).setUint32(0, head.length);
+  frame.set(head, 4);
+  frame.set(body, 4 + head.length);
+  return frame;
+}
+
+function unpackBinary(buffer) {
+  const length = buffer.byteLength >= 4 ? new DataView(buffer).getUint32(0) : -1;
+  if (length < 0 || length > buffer.byteLength - 4) {
+    throw new Error("malformed binary message");
+  }
+  const header = JSON.parse(decoder.decode(new Uint8Array(buffer, 4, length)));
+  return [header, new Uint8Array(buffer, 4 + length)];
+}
+
+/** A message ready to send: a string (JSON) or bytes (binary), with data as sent. */
+function encodeMessage(message, data) {
+  if (data !== undefined && isBinary(data)) return packBinary(message, data);
+  if (data !== undefined && data !== null) message = { ...message, data };
+  return JSON.stringify(message);
+}
+
+function sizeOf(frame) {
+  return typeof frame === "string" ? encoder.encode(frame).length : frame.byteLength;
+}
+
+// -- Reconnection ----------------------------------------------------------
+
+const RECONNECT_DEFAULTS = {
+  initialDelay: 500, maxDelay: 30000, factor: 2, jitter: 0.5, maxAttempts: null,
+};
+
+/**
+ * Milliseconds to wait before reconnection attempt `attempt` (1 for the first):
+ * initialDelay * factor ** (attempt - 1), capped at maxDelay, of which the
+ * fraction `jitter` is random — the Python client's Reconnect policy.
+ */
+function backoffDelay(attempt, policy = RECONNECT_DEFAULTS, random = Math.random) {
+  const p = { ...RECONNECT_DEFAULTS, ...policy };
+  const base = Math.min(p.initialDelay * p.factor ** (attempt - 1), p.maxDelay);
+  return base * (1 - p.jitter * random());
+}
+
+/** The WebSocket URL: relative to the page, ws(s) from http(s), token as `?token=`. */
+function resolveUrl(url, token) {
+  const resolved = new URL(url, globalThis.location ? globalThis.location.href : undefined);
+  if (resolved.protocol === "http:") resolved.protocol = "ws:";
+  if (resolved.protocol === "https:") resolved.protocol = "wss:";
+  if (token != null) resolved.searchParams.set("token", token);
+  return resolved.href;
+}
+
+function report(error) {
+  // A handler's exception must not break the client: surface it like any
+  // uncaught error (the console, window "error" listeners) and go on.
+  if (typeof globalThis.reportError === "function") globalThis.reportError(error);
+  else setTimeout(() => { throw error; });
+}
+
+// -- The client -------------------------------------------------------------
+
+/**
+ * A connection to a wirehub event endpoint that survives disconnections.
+ * Create it with `connect(url, options)`; it starts connecting at once.
+ */
+class Client {
+  constructor(url, options = {}) {
+    resolveUrl(url); // a URL that cannot work throws here, not on every attempt
+    this.url = url;
+    this.options = options;
+    this.reconnectPolicy = options.reconnect === false
+      ? null
+      : { ...RECONNECT_DEFAULTS, ...(options.reconnect === true ? {} : options.reconnect) };
+    this.queueLimit = options.queueLimit ?? 100;
+    this.callTimeout = options.callTimeout === undefined ? 10000 : options.callTimeout;
+    this.openTimeout = options.openTimeout ?? 10000;
+    this.heartbeat = options.heartbeat === undefined ? 25000 : options.heartbeat;
+    /** "connecting" → "open" ⇄ "reconnecting" → "closed". */
+    this.state = "connecting";
+    /** The server's welcome message (peer id, ping interval, limits), once welcomed. */
+    this.welcome = null;
+    this._handlers = new Map();
+    this._ws = null;
+    this._nextId = 1;
+    this._pending = new Map(); // request id → request awaiting its answer
+    this._queue = []; // what waits for the next welcome: [frame] or a request
+    this._rooms = new Set(); // joined rooms, re-joined after a reconnect
+    this._positions = new Map(); // room → { epoch, offset } last delivered
+    this._held = new Map(); // room → events held while its join is in flight
+    this._attempt = 0;
+    this._timers = {};
+    this._closing = false;
+    this._waiters = [];
+    this._open();
+  }
+
+  /** This connection's peer id (a new one after every reconnect), or null. */
+  get id() {
+    return this.welcome && this.state === "open" ? this.welcome.peer : null;
+  }
+
+  /** The rooms this client joined (and re-joins after a reconnect). */
+  get rooms() {
+    return [...this._rooms];
+  }
+
+  // -- handlers ------------------------------------------------------------
+
+  /**
+   * Call `handler` for server event `event` with `(data, meta)`, or for a
+   * lifecycle callback: "connect", "disconnect", "reconnecting",
+   * "reconnect", "error", "presence". Returns a function that unregisters it.
+   */
+  on(event, handler) {
+    if (typeof handler !== "function") throw new TypeError("a handler must be a function");
+    const list = this._handlers.get(event) || [];
+    this._handlers.set(event, [...list, handler]);
+    return () => this.off(event, handler);
+  }
+
+  /** Unregister `handler` for `event`, or every handler of `event` when omitted. */
+  off(event, handler) {
+    const kept = (this._handlers.get(event) || []).filter((h) => handler && h !== handler);
+    if (kept.length) this._handlers.set(event, kept);
+    else this._handlers.delete(event);
+  }
+
+  _fire(event, ...args) {
+    for (const handler of this._handlers.get(event) || []) {
+      try {
+        handler(...args);
+      } catch (error) {
+        report(error);
+      }
+    }
+  }
+
+  // -- sending ---------------------------------------------------------------
+
+  /**
+   * Send an event without waiting for an answer; bytes (ArrayBuffer or a
+   * typed array) travel in a binary message. While disconnected the event is
+   * queued and sent after the next welcome. Throws a WirehubError:
+   * "queue_full", "limit_exceeded" (larger than the server accepts), or
+   * "closed"; a TypeError when `data` cannot be JSON.
+   */
+  emit(event, data) {
+    const frame = encodeMessage({ type: "emit", event }, data);
+    this._checkSize(frame);
+    this._submit({ frame });
+  }
+
+  /**
+   * Send an event and resolve with the server's ack data (the handler's return
+   * value; a Uint8Array when it returned bytes). Rejects with CallError (the
+   * server's error code, message and details), CallTimeout (code "timeout")
+   * or ConnectionClosed (code "disconnected" or "closed").
+   */
+  call(event, data, { timeout = this.callTimeout } = {}) {
+    return this._request(`"${event}"`, { type: "emit", event }, data, timeout);
+  }
+
+  /**
+   * Join `room`; resolve with the ack data {epoch, offset, members?}.
+   * `history: N` replays the room's last N kept events (to the room's event
+   * handlers) before it resolves. Joined rooms are re-joined after a
+   * reconnect, with recovery. Rejects like `call`.
+   */
+  async join(room, { history = 0, timeout = this.callTimeout } = {}) {
+    if (typeof room !== "string" || !room) throw new TypeError("a room name is a non-empty string");
+    const message = { type: "join", room };
+    if (history > 0) {
+      message.history = history;
+      this._positions.delete(room); // deliver the replayed events, even if seen before
+    }
+    const ack = await this._request(`join "${room}"`, message, undefined, timeout, room);
+    this._rooms.add(room);
+    return ack;
+  }
+
+  /** Leave `room` (it is forgotten at once: never re-joined); resolves when acknowledged. */
+  async leave(room, { timeout = this.callTimeout } = {}) {
+    this._rooms.delete(room);
+    this._positions.delete(room);
+    await this._request(`leave "${room}"`, { type: "leave", room }, undefined, timeout);
+  }
+
+  /** Send an application ping; resolve with the round-trip time in milliseconds. */
+  async ping({ timeout = this.callTimeout } = {}) {
+    const start = performance.now();
+    await this._request("ping", { type: "ping" }, undefined, timeout);
+    return performance.now() - start;
+  }
+
+  /** Resolve once the client is welcomed (at once if it is); reject if it closes for good. */
+  ready() {
+    if (this.state === "open") return Promise.resolve(this);
+    if (this.state === "closed") return Promise.reject(this._closedError());
+    return new Promise((resolve, reject) => this._waiters.push({ resolve, reject }));
+  }
+
+  /**
+   * Close with 1000 and stop reconnecting: queued and pending requests reject
+   * with code "closed". The state is "closed" at once; the promise resolves
+   * when the socket is closed. Closing twice is harmless.
+   */
+  close(reason = "") {
+    if (this.state === "closed") return Promise.resolve();
+    this._closing = true;
+    const ws = this._ws;
+    const closed = new Promise((resolve) => {
+      if (!ws || ws.readyState === WebSocket.CLOSED) resolve();
+      else ws.addEventListener("close", () => resolve(), { once: true });
+    });
+    if (ws) ws.close(1000, reason);
+    this._lost(ws, 1000, reason);
+    return closed;
+  }
+
+  // -- requests --------------------------------------------------------------
+
+  _request(what, message, data, timeout, room = null) {
+    return new Promise((resolve, reject) => {
+      const request = { what, message, data, room, resolve, reject, id: 0, timer: null };
+      if (timeout != null) {
+        request.timer = setTimeout(() => this._expire(request, timeout), timeout);
+      }
+      try {
+        this._submit(request);
+      } catch (error) {
+        clearTimeout(request.timer);
+        reject(error);
+      }
+    });
+  }
+
+  _submit(item) {
+    if (this.state === "closed") throw this._closedError();
+    if (this.state === "open") return this._transmit(item);
+    if (this._queue.length >= this.queueLimit) {
+      throw new WirehubError(
+        "queue_full",
+        `not connected and ${this.queueLimit} messages already wait to be sent (queueLimit)`,
+        { queueLimit: this.queueLimit },
+      );
+    }
+    this._queue.push(item);
+  }
+
+  _transmit(item) {
+    if (item.frame !== undefined) {
+      this._ws.send(item.frame);
+      return;
+    }
+    const id = this._nextId++;
+    const frame = encodeMessage({ ...item.message, id }, item.data);
+    this._checkSize(frame);
+    item.id = id;
+    this._pending.set(id, item);
+    if (item.room !== null) this._held.set(item.room, this._held.get(item.room) || []);
+    this._ws.send(frame);
+  }
+
+  _checkSize(frame) {
+    const limit = this.welcome && this.welcome.limits && this.welcome.limits.max_message_size;
+    const size = limit ? sizeOf(frame) : 0;
+    if (limit && size > limit) {
+      throw new WirehubError(
+        "limit_exceeded",
+        `a message of ${size} bytes exceeds the server's limit of ${limit}`,
+        { size, limit },
+      );
+    }
+  }
+
+  _expire(request, timeout) {
+    const queued = this._queue.indexOf(request);
+    if (queued >= 0) this._queue.splice(queued, 1);
+    this._settle(request, null, new CallTimeout(request.what, timeout));
+  }
+
+  /** Answer a request: forget it, release its room's held events, resolve or reject. */
+  _settle(request, data, error) {
+    if (request.done) return;
+    request.done = true;
+    clearTimeout(request.timer);
+    if (request.id) this._pending.delete(request.id);
+    if (request.room !== null && request.id) {
+      const ok = !error && data && typeof data.epoch === "string";
+      this._release(request.room, ok ? data : null);
+    }
+    if (error) request.reject(error);
+    else request.resolve(data);
+  }
+
+  _closedError() {
+    const why = this._why || { code: 1000, reason: "" };
+    return new ConnectionClosed("closed", why.code, why.reason);
+  }
+
+  // -- receiving -------------------------------------------------------------
+
+  _receive(raw) {
+    let message;
+    let payload;
+    try {
+      if (typeof raw === "string") message = JSON.parse(raw);
+      else [message, payload] = unpackBinary(raw);
+    } catch (error) {
+      console.warn("wirehub: ignoring a malformed message:", error.message);
+      return;
+    }
+    const data = payload !== undefined ? payload : (message.data ?? null);
+    switch (message.type) {
+      case "welcome":
+        return this._welcomed(message);
+      case "event":
+        return this._event(message, data);
+      case "ack":
+        return this._answer(message.id, data, null);
+      case "error":
+        return this._error(message);
+      case "presence":
+        return this._fire("presence", { room: message.room, joined: message.joined || null, left: message.left || null });
+      default:
+        return undefined; // PROTOCOL.md §11: ignore message types we do not know
+    }
+  }
+
+  _answer(id, data, error) {
+    const request = this._pending.get(id);
+    if (request) this._settle(request, data, error); // else: it timed out; drop the late answer
+  }
+
+  _error(message) {
+    const { code, details = null } = message;
+    if (message.id == null) {
+      this._fire("error", new WirehubError(code, message.message, details));
+    } else {
+      this._answer(message.id, null, new CallError(code, message.message, details));
+    }
+  }
+
+  _event(message, data) {
+    const { event, room = null, epoch = null, offset = null } = message;
+    const meta = { event, room, epoch, offset };
+    if (room !== null && this._held.has(room)) {
+      this._held.get(room).push([meta, data]); // a join is in flight: sorted at its ack
+    } else if (room === null || this._advance(room, epoch, offset)) {
+      this._deliver(meta, data);
+    }
+  }
+
+  _deliver(meta, data) {
+    if (LIFECYCLE.has(meta.event)) {
+      console.warn(`wirehub: server event "${meta.event}" has a reserved name; not delivered`);
+      return;
+    }
+    this._fire(meta.event, data, meta);
+  }
+
+  /** Record a room event's position; false when it was already delivered (PROTOCOL.md §7). */
+  _advance(room, epoch, offset) {
+    if (epoch === null || offset === null) return true;
+    const last = this._positions.get(room);
+    if (last && last.epoch === epoch && offset <= last.offset) return false;
+    this._positions.set(room, { epoch, offset });
+    return true;
+  }
+
+  /** A join of `room` was answered: deliver its held events in offset order, without duplicates. */
+  _release(room, ack) {
+    const held = this._held.get(room) || [];
+    this._held.delete(room);
+    if (ack) held.sort((a, b) => (a[0].offset ?? -1) - (b[0].offset ?? -1));
+    for (const [meta, data] of held) {
+      if (this._advance(room, meta.epoch, meta.offset)) this._deliver(meta, data);
+    }
+    if (ack) {
+      const last = this._positions.get(room);
+      if (!last || last.epoch !== ack.epoch || last.offset < ack.offset) {
+        this._positions.set(room, { epoch: ack.epoch, offset: ack.offset });
+      }
+    }
+  }
+
+  // -- the connection's life ---------------------------------------------------
+
+  async _open() {
+    let token = this.options.token;
+    if (typeof token === "function") {
+      try {
+        token = await token();
+      } catch (error) {
+        report(error);
+        return this._lost(null, 1006, "could not get a token");
+      }
+    }
+    if (this._closing) return undefined;
+    const ws = new WebSocket(resolveUrl(this.url, token));
+    ws.binaryType = "arraybuffer";
+    ws.onmessage = (event) => this._ws === ws && this._receive(event.data);
+    ws.onclose = (event) => this._lost(ws, event.code, event.reason);
+    this._ws = ws;
+    this._timers.open = setTimeout(() => this._drop(ws, "no welcome in time"), this.openTimeout);
+    return undefined;
+  }
+
+  /** Give up on a socket that stopped answering; the loss is handled at once. */
+  _drop(ws, reason) {
+    if (ws !== this._ws) return;
+    ws.onclose = null;
+    ws.close(4000, reason);
+    this._lost(ws, 1006, reason);
+  }
+
+  _welcomed(welcome) {
+    clearTimeout(this._timers.open);
+    if (welcome.v !== PROTOCOL_VERSION) {
+      // PROTOCOL.md §11 asks for 1002, which browsers may not send: 1000, and stop.
+      this._why = { code: 1000, reason: `unsupported protocol version ${welcome.v}` };
+      this._fire("error", new WirehubError("bad_message", this._why.reason, { v: welcome.v }));
+      this.close(this._why.reason);
+      return;
+    }
+    const attempts = this._attempt;
+    const reconnected = this.welcome !== null;
+    this.welcome = welcome;
+    this.state = "open";
+    this._attempt = 0;
+    const restored = this._restore(); // re-joins go first, then what was queued
+    for (const item of this._queue.splice(0)) {
+      try {
+        this._transmit(item);
+      } catch (error) {
+        if (item.reject) this._settle(item, null, error);
+        else report(error);
+      }
+    }
+    this._startHeartbeat();
+    for (const waiter of this._waiters.splice(0)) waiter.resolve(this);
+    this._fire("connect", welcome);
+    if (reconnected) {
+      restored.then((outcome) => outcome && this._fire("reconnect", { attempts, ...outcome }));
+    }
+  }
+
+  /** Re-join every room with `since` = its last position; resolve with what was recovered. */
+  async _restore() {
+    const rooms = [...this._rooms];
+    const results = await Promise.all(rooms.map((room) => this._rejoin(room)));
+    if (results.some((r) => r === null)) return null; // dropped again: the next welcome restores
+    const recovered = {};
+    const acks = {};
+    rooms.forEach((room, i) => {
+      recovered[room] = results[i].recovered;
+      if (results[i].ack) acks[room] = results[i].ack;
+    });
+    const gaps = rooms.filter((room) => !recovered[room]);
+    return { recovered, gaps, acks };
+  }
+
+  async _rejoin(room) {
+    const since = this._positions.get(room);
+    const message = { type: "join", room };
+    if (since) message.since = { epoch: since.epoch, offset: since.offset };
+    try {
+      const ack = await this._request(`join "${room}"`, message, undefined, this.callTimeout, room);
+      return { ack, recovered: Boolean(since && ack.recovered) };
+    } catch (error) {
+      if (error instanceof ConnectionClosed) return null;
+      this._rooms.delete(room); // refused now: no longer a member
+      this._fire("error", error);
+      return { ack: null, recovered: false };
+    }
+  }
+
+  _startHeartbeat() {
+    const interval = this.heartbeat;
+    if (!interval) return;
+    const ws = this._ws;
+    this._timers.heartbeat = setInterval(() => {
+      this.ping({ timeout: interval }).catch((error) => {
+        if (error.code === "timeout") this._drop(ws, "heartbeat timeout");
+      });
+    }, interval);
+  }
+
+  /** The socket closed (or was given up): fail what waited on it, then reconnect or stop. */
+  _lost(ws, code, reason) {
+    if (ws !== this._ws || this.state === "closed") return;
+    if (ws) ws.onmessage = ws.onclose = null;
+    this._ws = null;
+    clearTimeout(this._timers.open);
+    clearInterval(this._timers.heartbeat);
+    const wasOpen = this.state === "open";
+    this._why = { code, reason };
+    const policy = this.reconnectPolicy;
+    const again = !this._closing && policy !== null && shouldReconnect(code) &&
+      (policy.maxAttempts == null || this._attempt < policy.maxAttempts);
+    // Sent but unanswered: it may or may not have run (PROTOCOL.md §4).
+    const failed = this._closing ? "closed" : "disconnected";
+    for (const request of [...this._pending.values()]) {
+      this._settle(request, null, new ConnectionClosed(failed, code, reason));
+    }
+    for (const room of [...this._held.keys()]) this._release(room, null);
+    if (wasOpen || !again) this._fire("disconnect", { code, reason, reconnect: again });
+    if (again) this._schedule();
+    else this._stop();
+  }
+
+  _schedule() {
+    this.state = "reconnecting";
+    const attempt = ++this._attempt;
+    const delay = backoffDelay(attempt, this.reconnectPolicy);
+    this._fire("reconnecting", { attempt, delay });
+    this._timers.retry = setTimeout(() => this._open(), delay);
+  }
+
+  _stop() {
+    this.state = "closed";
+    clearTimeout(this._timers.retry);
+    const error = this._closedError();
+    for (const item of this._queue.splice(0)) if (item.reject) this._settle(item, null, error);
+    for (const waiter of this._waiters.splice(0)) waiter.reject(error);
+  }
+}
+
+/** A Client of the event endpoint at `url` (relative to the page is fine); it connects at once. */
+function connect(url = "/ws", options = {}) {
+  return new Client(url, options);
+}
+
+export {
+  CallError,
+  CallTimeout,
+  Client,
+  CLIENT_ERROR_CODES,
+  CLOSE_CODES,
+  ConnectionClosed,
+  ERROR_CODES,
+  PROTOCOL_VERSION,
+  WirehubError,
+  backoffDelay,
+  connect,
+  shouldReconnect,
+};
