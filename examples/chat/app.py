@@ -1,0 +1,98 @@
+"""Multi-room web chat on the event layer, with its browser UI.
+
+    make demo          (or: wirehub serve examples/chat/app.py:hub --port 8000)
+
+then open http://127.0.0.1:8000 in two windows. The page (``static/``, built
+on ``/wirehub.js`` only) connects to ``/ws?name=ada``. Events:
+
+- ``say`` ``{room, text, cid?}``: everyone in the room, **the sender
+  included**, receives a ``message`` event ``{room, from, text, ts, cid}``.
+  Sending it to the sender too keeps one source of truth: the message gets its
+  room position like everyone else's, so every client shows the same order,
+  a reconnect recovers it and history replays it. ``cid`` is the sender's own
+  id for the message, so its page can swap the "sending…" copy for the real one.
+- ``typing`` ``{room}``: the other members of the room get ``typing``
+  ``{room, from, peer}``. It is sent to each member directly, not to the room,
+  so that it takes no place in the room's history (the broker keeps the last
+  100 events per room: typing notices would push messages out).
+- ``nick`` ``name``: rename (taken into account at the next join).
+- ``rooms``: the rooms with their member counts.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import msgspec
+
+from wirehub import EventError, Hub, Peer, Request
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_TEXT = 2000
+
+
+class Say(msgspec.Struct):
+    room: str
+    text: str
+    cid: str | None = None
+
+
+class Typing(msgspec.Struct):
+    room: str
+
+
+def nickname(value: str | None) -> str:
+    """A display name: trimmed, at most 32 characters, ``anonymous`` when empty."""
+    name = (value or "").strip()[:32]
+    return name or "anonymous"
+
+
+def create_hub() -> Hub:
+    """A new chat hub (the tests make one each, so rooms never leak between them)."""
+    hub = Hub(presence=True)
+
+    @hub.on("connect")
+    async def connect(peer: Peer, request: Request) -> None:
+        peer.info["name"] = nickname(request.query.get("name"))
+
+    @hub.on("nick")
+    def nick(peer: Peer, name: str) -> dict[str, str]:
+        peer.info["name"] = nickname(name)
+        return {"name": peer.info["name"]}
+
+    @hub.on("say")
+    async def say(peer: Peer, msg: Say) -> dict[str, float]:
+        if msg.room not in peer.rooms:
+            raise EventError("not_joined", f"join {msg.room!r} before speaking there")
+        text = msg.text.strip()[:MAX_TEXT]
+        if not text:
+            raise EventError("empty", "say something")
+        ts = time.time()
+        message = {"room": msg.room, "from": peer.info["name"], "text": text, "ts": ts}
+        if msg.cid is not None:
+            message["cid"] = msg.cid[:64]
+        await hub.to(msg.room).emit("message", message)
+        return {"ts": ts}
+
+    @hub.on("typing")
+    async def typing(peer: Peer, msg: Typing) -> None:
+        if msg.room not in peer.rooms:
+            return
+        notice = {"room": msg.room, "from": peer.info["name"], "peer": peer.id}
+        for member in list(hub.room(msg.room).members):
+            if member is not peer:
+                await hub.to_peer(member.id).emit("typing", notice)
+
+    @hub.on("rooms")
+    def rooms(peer: Peer) -> dict[str, int]:
+        return {name: len(room) for name, room in sorted(hub.rooms.items())}
+
+    hub.mount("/", STATIC)
+    return hub
+
+
+hub = create_hub()
+
+if __name__ == "__main__":
+    hub.run()
