@@ -23,7 +23,7 @@ $(VENV)/.dev: $(VENV)/.base pyproject.toml
 	touch $@
 
 demo: $(VENV)/.base
-	$(VENV)/bin/wirehub serve examples/relay_chat.py:hub --host $(HOST) --port $(PORT)
+	$(VENV)/bin/wirehub serve examples/chat/app.py:hub --host $(HOST) --port $(PORT)
 
 # Debian packages the tests drive for real; installed only when missing.
 system-deps:
