@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.client.conftest import serve_in_thread
-from tests.conftest import UNIT
+from tests.conftest import TICK, UNIT
 from wirehub import CallError, ConnectionClosed, Hub, SyncClient
 from wirehub.hub.peer import Peer
 
@@ -97,3 +97,16 @@ def test_use_before_connect_and_after_close_raises_connection_closed() -> None:
         with pytest.raises(ConnectionClosed):
             client.call("chat", "too late")
         client.close()  # twice is harmless
+
+
+def test_a_closed_sync_client_can_connect_again() -> None:
+    """After close(), connect() starts a new thread and a new connection."""
+    with serve_in_thread(chat_hub()) as url:
+        client = SyncClient(url).connect()
+        first = client.id
+        with pytest.raises(TimeoutError):
+            client.wait_closed(timeout=TICK)  # still connected
+        client.close()
+        with client:
+            assert client.connected and client.id != first
+            assert client.call("chat", "again") == {"ok": True}

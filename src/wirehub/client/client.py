@@ -127,7 +127,7 @@ class Client:
         if self.state is not State.CLOSED:
             raise RuntimeError(f"connect() on a client that is {self.state.value}")
         self._closing = False
-        self._closed.clear()
+        self._closed = asyncio.Event()  # SyncClient may reconnect on another loop
         self._rooms.clear()  # a new session: rooms of a previous one are not re-joined
         self.state = State.CONNECTING
         try:
