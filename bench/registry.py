@@ -1,0 +1,44 @@
+"""Servers under test: name -> how to start it. Adding a peer is one line here.
+
+Every script is started as ``python bench/servers/<script> --port N [--compression] [args]``
+and must implement the endpoint contract in bench/README.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVERS_DIR = Path(__file__).resolve().parent / "servers"
+
+
+@dataclass(frozen=True)
+class Server:
+    script: str  # file in bench/servers/
+    args: tuple[str, ...] = ()
+    dialect: str = "ws"  # "sio": the load generator speaks Engine.IO v4 / Socket.IO v5
+    deflate: bool = True  # supports permessage-deflate behind --compression
+
+    @property
+    def path(self) -> Path:
+        return SERVERS_DIR / self.script
+
+
+SERVERS: dict[str, Server] = {
+    # The adapter slot: picked up (and used as the baseline) once the script exists.
+    "wirehub": Server("wirehub_server.py"),
+    "websockets": Server("websockets_server.py"),
+    "aiohttp": Server("aiohttp_server.py"),
+    "picows": Server("picows_server.py", deflate=False),
+    "socketio": Server("socketio_server.py", dialect="sio"),
+    "bare": Server("bare.py", deflate=False),
+    "bare_coalesce": Server("bare.py", args=("--coalesce",), deflate=False),
+}
+
+# The first of these present in a run is the baseline every ratio is relative to.
+BASELINES = ("wirehub", "websockets")
+
+
+def available() -> dict[str, Server]:
+    """Servers whose script exists (wirehub_server.py arrives with the wirehub API)."""
+    return {name: spec for name, spec in SERVERS.items() if spec.path.exists()}

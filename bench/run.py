@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""Run the benchmark matrix (servers x workloads) and report every peer as a ratio.
+
+    python bench/run.py                      # full matrix, medians of 3 runs
+    python bench/run.py --quick              # smoke: tiny sizes, 1 run, < 60 s
+    python bench/run.py --servers websockets,picows --workloads echo_latency,fanout_1k
+
+Each server is pinned to core 0 and the load generator to core 1. A full run
+starts a fresh server for every (workload, repeat); ``--quick`` shares one
+server per peer (two when the deflate workload needs ``--compression``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import select
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from loadgen.workloads import WORKLOADS  # noqa: E402
+from registry import BASELINES, Server, available  # noqa: E402
+from report import render  # noqa: E402
+from rich.progress import (  # noqa: E402
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+SERVER_CORE, LOADGEN_CORE = 0, 1
+PEERS = (
+    "websockets",
+    "aiohttp",
+    "picows",
+    "python-socketio",
+    "python-engineio",
+    "uvicorn",
+    "uvloop",
+    "wirehub",
+)
+
+
+@dataclass
+class Job:
+    """One server process and the workloads the load generator runs against it."""
+
+    server: str
+    spec: Server
+    workloads: list[str]
+    compression: bool
+    repeat: int
+
+
+def pinned(core: int, cmd: list[str]) -> list[str]:
+    # taskset execs the command, so the Popen pid is the server's own pid (for /proc).
+    return ["taskset", "-c", str(core), *cmd] if shutil.which("taskset") else cmd
+
+
+def free_port(start: int) -> int:
+    for port in range(start, start + 1000):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port")
+
+
+def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server not listening on {port} after {timeout}s")
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def read_lines(proc: subprocess.Popen[bytes], deadline: float) -> Any:
+    """Yield stdout lines of ``proc`` until EOF or ``deadline`` (monotonic).
+
+    Raw os.read, not readline: a buffered reader could hold a line select() can't see.
+    """
+    assert proc.stdout is not None
+    fd, buf = proc.stdout.fileno(), b""
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return
+        *lines, buf = (buf + chunk).split(b"\n")
+        yield from (line for line in lines if line.strip())
+    raise TimeoutError("load generator exceeded its time limit")
+
+
+def run_job(job: Job, port: int, quick: bool, log: IO[bytes]) -> Any:
+    """Start the server, run the load generator, yield one result dict per workload."""
+    log.write(f"\n=== {job.server} {job.workloads} repeat={job.repeat}\n".encode())
+    log.flush()
+    cmd = [sys.executable, str(job.spec.path), "--port", str(port), *job.spec.args]
+    server = subprocess.Popen(
+        pinned(SERVER_CORE, cmd + (["--compression"] if job.compression else [])),
+        stdout=log,
+        stderr=log,
+        cwd=BENCH,
+    )
+    loadgen: subprocess.Popen[bytes] | None = None
+    pending = list(job.workloads)
+    try:
+        wait_listening(server, port)
+        limit = sum(WORKLOADS[w].limit_s for w in job.workloads) * (0.25 if quick else 1.0)
+        loadgen = subprocess.Popen(
+            pinned(
+                LOADGEN_CORE,
+                [
+                    sys.executable,
+                    "-m",
+                    "loadgen",
+                    "--port",
+                    str(port),
+                    "--server-pid",
+                    str(server.pid),
+                    "--dialect",
+                    job.spec.dialect,
+                    "--workloads",
+                    ",".join(job.workloads),
+                    *(["--quick"] if quick else []),
+                ],
+            ),
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd=BENCH,
+        )
+        for line in read_lines(loadgen, time.monotonic() + limit + 10):
+            result = json.loads(line)
+            pending.remove(result["workload"])
+            yield result
+        if server.poll() is not None:
+            raise RuntimeError(f"server died (exit {server.returncode})")
+    except Exception as exc:
+        for name in pending:
+            yield {"workload": name, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        if loadgen is not None:
+            stop(loadgen)
+        stop(server)
+
+
+def plan(servers: dict[str, Server], workloads: list[str], repeat: int, shared: bool) -> list[Job]:
+    """Fresh server per run, interleaved (repeat > workload > server) so that background
+    noise on the machine spreads over all peers instead of hitting one of them."""
+    jobs: list[Job] = []
+    for rep in range(repeat):
+        if shared:  # one server per peer and compression setting
+            for name, spec in servers.items():
+                for compression in (False, True):
+                    group = [w for w in workloads if WORKLOADS[w].deflate == compression]
+                    if group and (spec.deflate or not compression):
+                        jobs.append(Job(name, spec, group, compression, rep))
+            continue
+        for w in workloads:
+            deflate = WORKLOADS[w].deflate
+            jobs += [
+                Job(name, spec, [w], deflate, rep)
+                for name, spec in servers.items()
+                if spec.deflate or not deflate
+            ]
+    return jobs
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median of every numeric field over the successful runs (all runs if none succeeded)."""
+    ok = [r for r in runs if r.get("ok")]
+    pool = ok or runs
+    out: dict[str, Any] = {"ok": len(ok) == len(runs), "runs": len(runs), "ok_runs": len(ok)}
+    keys = {
+        k
+        for r in pool
+        for k, v in r.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    for key in sorted(keys):
+        values = [r[key] for r in pool if isinstance(r.get(key), int | float)]
+        out[key] = statistics.median(values)
+    out["loadgen_saturated"] = any(r.get("loadgen_saturated") for r in pool)
+    errors = [r["error"] for r in runs if r.get("error")]
+    if errors:
+        out["error"] = errors[0]
+    if "deflate_negotiated" in pool[0]:
+        out["deflate_negotiated"] = all(r.get("deflate_negotiated") for r in pool)
+    out["params"] = pool[0].get("params")
+    return out
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for name in PEERS:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[name] = metadata.version(name)
+    return found
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat, shared servers")
+    parser.add_argument("--servers", help="comma list (default: all available)")
+    parser.add_argument("--workloads", help=f"comma list of {', '.join(WORKLOADS)}")
+    parser.add_argument("--repeat", type=int, help="runs per cell, median reported (3; quick: 1)")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="results file (default bench/results/latest.json;"
+        " quick: bench/results/raw/quick.json)",
+    )
+    parser.add_argument("--png", type=Path, help="chart (default: the JSON path with .png)")
+    parser.add_argument("--port", type=int, default=9100, help="first port to try")
+    parser.add_argument(
+        "--shared-server",
+        action="store_true",
+        help="one server per peer for all workloads (default in --quick)",
+    )
+    parser.add_argument(
+        "--strict",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="exit 1 if any run failed (default: on in --quick, off otherwise)",
+    )
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    known = available()
+    servers = dict(known)
+    if args.servers:
+        wanted = args.servers.split(",")
+        unknown = [s for s in wanted if s not in known]
+        if unknown:
+            sys.exit(f"unknown or unavailable servers: {unknown}; available: {list(known)}")
+        servers = {name: known[name] for name in wanted}
+    workloads = args.workloads.split(",") if args.workloads else list(WORKLOADS)
+    if unknown := [w for w in workloads if w not in WORKLOADS]:
+        sys.exit(f"unknown workloads: {unknown}; known: {list(WORKLOADS)}")
+    repeat = args.repeat or (1 if args.quick else 3)
+    strict = args.quick if args.strict is None else args.strict
+    json_path = args.json or BENCH / "results" / ("raw/quick.json" if args.quick else "latest.json")
+    png_path = args.png or json_path.with_suffix(".png")
+    raw_dir = BENCH / "results" / "raw"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+
+    jobs = plan(servers, workloads, repeat, args.shared_server or args.quick)
+    total = sum(len(j.workloads) for j in jobs)
+    runs: list[dict[str, Any]] = []
+    started = time.monotonic()
+    port = args.port
+    with (
+        open(raw_dir / "servers.log", "wb") as log,
+        Progress(
+            TextColumn("{task.description:<40}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        ) as progress,
+    ):
+        task = progress.add_task("starting", total=total)
+        for job in jobs:
+            port = free_port(port + 1)
+            progress.update(
+                task, description=f"{job.server} · {job.workloads[0]} · #{job.repeat + 1}"
+            )
+            for result in run_job(job, port, args.quick, log):
+                result.update(server=job.server, repeat=job.repeat)
+                runs.append(result)
+                status = "ok" if result.get("ok") else "FAILED"
+                progress.update(
+                    task, advance=1, description=f"{job.server} · {result['workload']} · {status}"
+                )
+
+    summary: dict[str, dict[str, Any]] = {}
+    for name in servers:
+        for workload in workloads:
+            cell = [r for r in runs if r["server"] == name and r["workload"] == workload]
+            if cell:
+                summary.setdefault(name, {})[workload] = median_of(cell)
+    baseline = next((b for b in BASELINES if b in summary), next(iter(summary), ""))
+    seconds = round(time.monotonic() - started, 1)
+    doc: dict[str, Any] = {
+        "meta": {
+            "command": "python bench/run.py " + " ".join(sys.argv[1:]),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "quick": args.quick,
+            "repeat": repeat,
+            "shared_server": args.shared_server or args.quick,
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "versions": versions(),
+            "cores": {"server": SERVER_CORE, "loadgen": LOADGEN_CORE},
+            "seconds": seconds,
+        },
+        "baseline": baseline,
+        "servers": list(servers),
+        "workloads": workloads,
+        "summary": summary,
+        "runs": runs,
+    }
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(doc, indent=1))
+    render(doc, png_path, json_path.with_suffix(".md"))
+    failed = [f"{r['server']}/{r['workload']}: {r.get('error')}" for r in runs if not r.get("ok")]
+    for line in failed:
+        print(f"FAILED {line}", file=sys.stderr)
+    md_path = json_path.with_suffix(".md")
+    print(f"wrote {json_path}, {png_path}, {md_path} in {seconds} s")
+    return 1 if strict and failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
