@@ -204,6 +204,30 @@ async def test_http10_closes_after_response() -> None:
         assert await read_eof(reader) == b""
 
 
+async def test_requests_after_connection_close_are_ignored() -> None:
+    """Requests pipelined after a 'Connection: close' one get no answer, not even a 400."""
+    async with serve(routes_hub()) as s, raw_connection(s.port) as (reader, writer):
+        writer.write(
+            b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" + GET % b"/hello"
+        )
+        assert (await read_response(reader)).status == 200
+        assert await read_eof(reader) == b""
+
+
+async def test_error_for_a_pipelined_request_waits_its_turn() -> None:
+    """A malformed request behind a slow one is answered after it, so responses stay in order."""
+    hub = routes_hub()
+    async with serve(hub) as s, raw_connection(s.port) as (reader, writer):
+        writer.write(GET % b"/slow" + b"\x00garbage\r\n\r\n")
+        started, release = hub.slow  # type: ignore[attr-defined]
+        await asyncio.wait_for(started.wait(), UNIT)
+        release.set()
+        first = await read_response(reader)
+        assert (first.status, first.body) == (200, b"slow")
+        assert (await read_response(reader)).status == 400
+        assert await read_eof(reader) == b""
+
+
 # -- malformed and oversized requests ----------------------------------------------
 
 

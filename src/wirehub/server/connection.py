@@ -80,8 +80,7 @@ class Connection(asyncio.Protocol):
         for request in self.parser.feed(data):
             self._http_request(request)
         if self.parser.error is not None:
-            self._write_response(self.parser.error, keep_alive=False)
-            logger.info("bad request from %s: %d", self.parser._client, self.parser.error.status)
+            self._answer_parse_error()
         elif self.parser.in_progress and not had_head and not self._busy:
             self._set_timer(self.hub.timeouts.handshake, self._head_timeout)
 
@@ -119,6 +118,10 @@ class Connection(asyncio.Protocol):
     # -- HTTP ----------------------------------------------------------------
 
     def _http_request(self, request: Request) -> None:
+        if self._eof:
+            # An earlier request ended the connection ("Connection: close"):
+            # requests pipelined after it are not processed (RFC 9112 §9.6).
+            return
         if self._busy:
             self._pending.append(request)
             return
@@ -149,6 +152,21 @@ class Connection(asyncio.Protocol):
         for queued in pending_requests:
             if not self._lost:
                 self._http_request(queued)
+        if self.parser.error is not None:
+            self._answer_parse_error()
+
+    def _answer_parse_error(self) -> None:
+        """Answer the request the parser refused (400, 413, 414, 431), then close.
+
+        Responses go out in request order, so this waits while an earlier
+        request is still being handled (``_await_response`` calls it again),
+        and is skipped if an earlier response already ended the connection.
+        """
+        error = self.parser.error
+        if error is None or self._busy or self._eof:
+            return
+        self._write_response(error, keep_alive=False)
+        logger.info("bad request from %s: %d", self.parser._client, error.status)
 
     def _finish_http(self, request: Request, response: Response) -> None:
         keep_alive = (
