@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import trustme
+import uvloop
 from websockets.asyncio.client import connect as ws_connect
 
 from wirehub import Hub, Limits, Timeouts
@@ -37,6 +38,21 @@ TICK = UNIT / 20
 
 # Opcodes (RFC 6455 §5.2), spelled out here rather than imported.
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+# -- event loops ---------------------------------------------------------------
+
+# Modules whose tests drive the server's socket code run on both loops: the
+# stdlib one, and uvloop, which ``wirehub serve`` and ``Hub.run`` use.
+BOTH_LOOPS = ("tests/server/", "tests/hub/test_websocket.py")
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]] | None:
+    if not item.nodeid.startswith(BOTH_LOOPS):
+        return {"asyncio": asyncio.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 # -- serving -----------------------------------------------------------------

@@ -29,7 +29,7 @@ from tests.conftest import (
     serve,
     upgrade_request,
 )
-from wirehub import Hub, Limits, Request, Response
+from wirehub import Hub, Limits, Request, Response, WebSocket
 
 GET = b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -428,6 +428,22 @@ async def test_keepalive_keeps_clients_that_answer() -> None:
         await client.send("still here")
         assert await asyncio.wait_for(client.recv(), UNIT) == "still here"
         assert client.close_code is None
+
+
+async def test_client_ignoring_the_close_frame_is_dropped() -> None:
+    """A client that never answers the server's close frame is dropped after Timeouts.close."""
+    hub = fast_hub(close=TICK)
+    returned = asyncio.Event()
+
+    @hub.websocket("/close")
+    async def close(ws: WebSocket) -> None:
+        await ws.close(4001, "x")  # returns once the connection is really closed
+        returned.set()
+
+    async with serve(hub) as s, raw_websocket(s.port, "/close") as (reader, _):
+        assert await read_close(reader) == (4001, "x")
+        assert await dropped(reader)
+        await asyncio.wait_for(returned.wait(), UNIT)
 
 
 async def test_keepalive_counts_any_data_as_alive() -> None:
