@@ -305,12 +305,12 @@ async def test_idle_keep_alive_connection_is_closed() -> None:
 
 async def test_handshake_timer_does_not_cut_a_websocket() -> None:
     """Once upgraded, a connection outlives Timeouts.handshake and idle_http."""
-    hub = fast_hub(handshake=TICK, idle_http=TICK, ping_interval=None)
-    async with serve(hub) as s, connect(s.ws("/echo")) as ws:
-        for i in range(5):
-            await ws.send(str(i))
-            assert await asyncio.wait_for(ws.recv(), UNIT) == str(i)
-            await asyncio.sleep(TICK)  # spans several handshake timeouts in total
+    hub = fast_hub(handshake=TICK, idle_http=TICK, ping_interval=3 * TICK, ping_timeout=UNIT)
+    async with serve(hub) as s, raw_websocket(s.port) as (reader, writer):
+        # The first keepalive ping is the clock: it comes three handshake timeouts later.
+        assert await read_frame(reader) == (PING, b"")
+        writer.write(frame(TEXT, b"alive"))
+        assert await read_frame(reader) == (TEXT, b"alive")
 
 
 # -- the WebSocket handshake ------------------------------------------------------
