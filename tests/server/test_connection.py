@@ -333,6 +333,19 @@ async def test_upgrade_with_post_is_405() -> None:
     assert response.headers["allow"] == "GET"
 
 
+@pytest.mark.parametrize("connection", [b"", b"Connection: keep-alive\r\n"])
+async def test_upgrade_without_connection_upgrade_is_426(connection: bytes) -> None:
+    """'Upgrade: websocket' without 'Connection: Upgrade' gets 426 saying so, not 404."""
+    request = upgrade_request().replace(b"Connection: Upgrade\r\n", connection)
+    async with serve(echo_hub()) as s, raw_connection(s.port) as (reader, writer):
+        writer.write(request)
+        response = await read_response(reader)
+        assert response.status == 426
+        assert b"Connection: Upgrade" in response.body
+        assert response.headers["upgrade"] == "websocket"
+        assert await read_eof(reader) == b""
+
+
 async def test_invalid_handshake_is_400() -> None:
     """An upgrade request without a valid Sec-WebSocket-Version gets 400 and a close."""
     async with serve(echo_hub()) as s, raw_connection(s.port) as (reader, writer):

@@ -201,7 +201,7 @@ class Connection(asyncio.Protocol):
 
     def _upgrade(self, request: Request) -> None:
         endpoint: Endpoint | None = self.hub.router.websocket.get(request.path)
-        if endpoint is None or self.parser.upgrade_data is None:
+        if endpoint is None:
             self._write_response(
                 Response.error(404, "no WebSocket endpoint here"), keep_alive=False
             )
@@ -209,6 +209,14 @@ class Connection(asyncio.Protocol):
         if request.method != "GET":
             response = Response.error(405, "a WebSocket handshake uses GET")
             response.headers.append(("Allow", "GET"))
+            self._write_response(response, keep_alive=False)
+            return
+        if self.parser.upgrade_data is None:
+            # "Upgrade: websocket" without "Connection: Upgrade": HTTP does not
+            # switch protocols (RFC 9110 §7.8), so this is no handshake. Say
+            # what is missing rather than 404 for a route that does exist.
+            response = Response.error(426, "a WebSocket handshake needs 'Connection: Upgrade'")
+            response.headers.append(("Upgrade", "websocket"))
             self._write_response(response, keep_alive=False)
             return
         ws = WebSocketProtocol(
