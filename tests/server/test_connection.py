@@ -29,7 +29,7 @@ from tests.conftest import (
     serve,
     upgrade_request,
 )
-from wirehub import Hub, Limits, Request, Response, WebSocket
+from wirehub import Hub, Limits, Request, Response, Timeouts, WebSocket
 
 GET = b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -279,6 +279,19 @@ async def test_slow_request_head_gets_408() -> None:
         writer.write(b"GET /hello HTTP/1.1\r\nHost: t\r\nX-Slow: ")
         response = await read_response(reader)
         assert response.status == 408
+        assert await read_eof(reader) == b""
+
+
+async def test_slow_head_behind_a_slow_request_gets_408() -> None:
+    """A partial head pipelined behind a request still being handled is also timed out."""
+    hub = routes_hub(timeouts=Timeouts(handshake=TICK))
+    async with serve(hub) as s, raw_connection(s.port) as (reader, writer):
+        writer.write(GET % b"/slow" + b"GET /hello HTTP/1.1\r\nX-Slow: ")
+        started, release = hub.slow  # type: ignore[attr-defined]
+        await asyncio.wait_for(started.wait(), UNIT)
+        release.set()
+        assert (await read_response(reader)).body == b"slow"
+        assert (await read_response(reader)).status == 408
         assert await read_eof(reader) == b""
 
 

@@ -48,7 +48,7 @@ class Connection(asyncio.Protocol):
         self._eof = False  # close the socket after the next flush
         self._busy = False  # an async HTTP handler is running
         self._pending: list[Request] = []
-        self._writing_paused = False
+        self.writing_paused = False  # unsent bytes above the high-water mark
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._rx = False  # any bytes received since the last ping
@@ -105,10 +105,10 @@ class Connection(asyncio.Protocol):
         self.server.connection_closed()
 
     def pause_writing(self) -> None:
-        self._writing_paused = True
+        self.writing_paused = True
 
     def resume_writing(self) -> None:
-        self._writing_paused = False
+        self.writing_paused = False
         self._backlog = self.hub.limits.write_buffer_low  # at most this much is left
         waiters, self._drain_waiters = self._drain_waiters, []
         for waiter in waiters:
@@ -173,8 +173,13 @@ class Connection(asyncio.Protocol):
             request.keep_alive and self.parser.upgrade_data is None and not self.server.closing
         )
         self._write_response(response, keep_alive=keep_alive, head_only=request.method == "HEAD")
-        if keep_alive and not self._busy and not self.parser.in_progress:
-            self._set_timer(self.hub.timeouts.idle_http, self._idle_timeout)
+        if keep_alive and not self._busy:
+            if self.parser.in_progress:
+                # A head that arrived while a handler ran had no timer (the
+                # running request cancelled it): time it from now (slowloris).
+                self._set_timer(self.hub.timeouts.handshake, self._head_timeout)
+            else:
+                self._set_timer(self.hub.timeouts.idle_http, self._idle_timeout)
 
     def _write_response(
         self, response: Response, *, keep_alive: bool, head_only: bool = False
@@ -304,10 +309,6 @@ class Connection(asyncio.Protocol):
         return self.ws.subprotocol if self.ws is not None else None
 
     @property
-    def writing_paused(self) -> bool:
-        return self._writing_paused
-
-    @property
     def buffered(self) -> int:
         return self._out_size + (self.transport.get_write_buffer_size() if self.transport else 0)
 
@@ -324,8 +325,16 @@ class Connection(asyncio.Protocol):
         self._move_protocol_output()
 
     def send_frame(self, frame: bytes) -> None:
-        if self._open:  # the fan-out path: one flag, not the engine's state
-            self._queue(frame)
+        # The fan-out path, once per receiver: ``_queue`` inlined, flags only.
+        if not self._open:
+            return
+        self._out.append(frame)
+        self._out_size += len(frame)
+        if not self._queued:
+            self._queued = True
+            self.server.mark_dirty(self)
+        if self._out_size + self._backlog >= self._high_water:
+            self.flush()
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         if self.ws is None or not self.ws.open:
@@ -335,7 +344,7 @@ class Connection(asyncio.Protocol):
         self._set_timer(self.hub.timeouts.close, self._close_timeout)
 
     async def drain(self) -> None:
-        if not self._writing_paused or self._lost:
+        if not self.writing_paused or self._lost:
             return
         waiter = self.loop.create_future()
         self._drain_waiters.append(waiter)
