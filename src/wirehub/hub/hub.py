@@ -279,11 +279,9 @@ class Hub:
         frame = encode_frame(payload, text)
         exclude = publication.exclude
         sent = 0
-        for peer in receivers:
-            if peer.id == exclude:
-                continue
+        for peer in receivers:  # the hot loop: attribute reads and one call per receiver
             transport = peer.transport
-            if transport.writing_paused and self._behind(peer, transport):
+            if transport.writing_paused and self._behind(peer, transport) or peer.id == exclude:
                 continue
             transport.send_frame(frame)
             sent += 1

@@ -25,9 +25,9 @@ class Transport(Protocol):
     @property
     def subprotocol(self) -> str | None: ...
 
-    @property
-    def writing_paused(self) -> bool:
-        """True while unsent bytes are above the write-buffer high-water mark."""
+    writing_paused: bool
+    """True while unsent bytes are above the write-buffer high-water mark."""
+
 
     @property
     def buffered(self) -> int:
