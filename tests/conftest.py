@@ -34,7 +34,13 @@ UNIT = float(os.environ.get("WIREHUB_TEST_UNIT", "1.0"))
 """The one time unit (seconds) every timeout in the suite scales from."""
 
 TICK = UNIT / 20
-"""A server timeout short enough to elapse many times within one ``UNIT``."""
+"""A server timeout short enough to elapse many times within one ``UNIT``.
+
+Only for timeouts nothing races: the test waits for them to fire."""
+
+GRACE = UNIT / 4
+"""A server timeout the test's own client must beat (send its first bytes,
+answer a ping): long enough that a loaded machine does not lose the race."""
 
 # Opcodes (RFC 6455 §5.2), spelled out here rather than imported.
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
