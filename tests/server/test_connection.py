@@ -319,9 +319,9 @@ async def test_idle_keep_alive_connection_is_closed() -> None:
 
 async def test_handshake_timer_does_not_cut_a_websocket() -> None:
     """Once upgraded, a connection outlives Timeouts.handshake and idle_http."""
-    hub = fast_hub(handshake=TICK, idle_http=TICK, ping_interval=3 * TICK, ping_timeout=UNIT)
+    hub = fast_hub(handshake=GRACE, idle_http=TICK, ping_interval=2 * GRACE, ping_timeout=UNIT)
     async with serve(hub) as s, raw_websocket(s.port) as (reader, writer):
-        # The first keepalive ping is the clock: it comes three handshake timeouts later.
+        # The first keepalive ping is the clock: it comes two handshake timeouts later.
         assert await read_frame(reader) == (PING, b"")
         writer.write(frame(TEXT, b"alive"))
         assert await read_frame(reader) == (TEXT, b"alive")
