@@ -26,7 +26,11 @@ from wirehub.hub.room import Room, check_room_name
 from wirehub.hub.transport import Transport
 from wirehub.hub.websocket import PlainEndpoint, WebSocketHandler
 from wirehub.protocol import messages as wire
-from wirehub.protocol.websocket import encode_frame
+from wirehub.protocol.websocket import (
+    COMPRESSION_THRESHOLD,
+    encode_deflated_frame,
+    encode_frame,
+)
 
 __all__ = ["Hub", "Target"]
 
@@ -277,13 +281,17 @@ class Hub:
                 receivers = self.peers.values()
             payload, text = wire.event_message(publication.body, publication.binary)
         frame = encode_frame(payload, text)
+        # Big messages are also deflated, once, for every client that can take it.
+        deflated = frame
+        if self.compression and len(payload) >= COMPRESSION_THRESHOLD:
+            deflated = encode_deflated_frame(payload, text)
         exclude = publication.exclude
         sent = 0
         for peer in receivers:  # the hot loop: attribute reads and one call per receiver
             transport = peer.transport
-            if transport.writing_paused and self._behind(peer, transport) or peer.id == exclude:
+            if (transport.writing_paused and self._behind(peer, transport)) or peer.id == exclude:
                 continue
-            transport.send_frame(frame)
+            transport.send_frame(deflated if transport.shares_deflate else frame)
             sent += 1
         self.stats["deliveries"] += sent
 

@@ -28,6 +28,8 @@ class Transport(Protocol):
     writing_paused: bool
     """True while unsent bytes are above the write-buffer high-water mark."""
 
+    shares_deflate: bool
+    """The client takes deflated broadcast frames (``encode_deflated_frame``)."""
 
     @property
     def buffered(self) -> int:

@@ -11,7 +11,12 @@ from wirehub.codes import CloseCode
 from wirehub.exceptions import ConnectionClosed, Reject
 from wirehub.http.messages import Request
 from wirehub.hub.transport import Transport
-from wirehub.protocol.websocket import Message, encode_frame
+from wirehub.protocol.websocket import (
+    COMPRESSION_THRESHOLD,
+    Message,
+    encode_deflated_frame,
+    encode_frame,
+)
 
 __all__ = ["PlainEndpoint", "WebSocket", "WebSocketHandler", "broadcast"]
 
@@ -133,10 +138,11 @@ def broadcast(connections: Iterable[WebSocket], message: Message) -> int:
     ``Limits.max_buffered`` unsent bytes is a slow consumer and is closed with
     4008 instead of growing its buffer (``SLOW_CONSUMER`` in ``wirehub.codes``).
     """
-    if isinstance(message, str):
-        frame = encode_frame(message.encode(), True)
-    else:
-        frame = encode_frame(bytes(message), False)
+    text = isinstance(message, str)
+    payload = message.encode() if isinstance(message, str) else bytes(message)
+    frame = deflated = encode_frame(payload, text)
+    if len(payload) >= COMPRESSION_THRESHOLD:
+        deflated = encode_deflated_frame(payload, text)
     sent = 0
     for ws in connections:
         if ws.close_code is not None:
@@ -146,7 +152,7 @@ def broadcast(connections: Iterable[WebSocket], message: Message) -> int:
             logger.warning("broadcast: a client is not reading; closing it with 4008")
             transport.close(CloseCode.SLOW_CONSUMER, "slow consumer: not reading fast enough")
             continue
-        transport.send_frame(frame)
+        transport.send_frame(deflated if transport.shares_deflate else frame)
         sent += 1
     return sent
 

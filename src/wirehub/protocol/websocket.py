@@ -18,17 +18,23 @@ from __future__ import annotations
 
 import codecs
 import logging
+import zlib
 from collections.abc import Sequence
+from typing import Any
 
 from websockets.datastructures import Headers
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.extensions.base import Extension
+from websockets.extensions.permessage_deflate import (
+    PerMessageDeflate,
+    ServerPerMessageDeflateFactory,
+)
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
-from websockets.typing import Subprotocol
+from websockets.typing import ExtensionParameter, Subprotocol
 
-__all__ = ["Message", "WebSocketProtocol", "encode_frame"]
+__all__ = ["Message", "WebSocketProtocol", "encode_deflated_frame", "encode_frame"]
 
 # websockets logs every open and close at INFO; the server logs what matters.
 _engine_logger = logging.getLogger("wirehub.engine")
@@ -60,6 +66,69 @@ def encode_frame(payload: bytes, text: bool) -> bytes:
     return Frame(Opcode.TEXT if text else Opcode.BINARY, payload).serialize(mask=False)
 
 
+COMPRESSION_THRESHOLD = 256
+"""Messages shorter than this are sent uncompressed even when deflate is on:
+for small JSON the saving is a few bytes and the cost is CPU and memory."""
+
+WINDOW_BITS = 12
+"""The server's deflate window (4 KiB): each message is compressed on its own,
+and zlib's state per compression grows with the window (15 would be 144 KiB)."""
+
+
+class _LazyDeflate(PerMessageDeflate):
+    """permessage-deflate that allocates zlib state on first use, not at the handshake.
+
+    websockets builds the decoder eagerly (tens of KiB per idle connection,
+    USERS.md #8); most connections never receive a compressed message.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.__dict__.pop("decoder", None)
+
+    def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+        if frame.rsv1 and "decoder" not in self.__dict__:
+            self.decoder = zlib.decompressobj(wbits=-self.remote_max_window_bits)
+        return super().decode(frame, max_size=max_size)
+
+
+class _LazyDeflateFactory(ServerPerMessageDeflateFactory):
+    def process_request_params(
+        self, params: Sequence[ExtensionParameter], accepted_extensions: Sequence[Extension]
+    ) -> tuple[list[ExtensionParameter], PerMessageDeflate]:
+        response, ext = super().process_request_params(params, accepted_extensions)
+        lazy = _LazyDeflate(
+            ext.remote_no_context_takeover,
+            ext.local_no_context_takeover,
+            ext.remote_max_window_bits,
+            ext.local_max_window_bits,
+            ext.compress_settings,
+        )
+        return response, lazy
+
+
+def _deflate_factory() -> ServerPerMessageDeflateFactory:
+    # server_no_context_takeover: every message is compressed on its own, so
+    # no compressor lives between messages, and one deflated broadcast frame
+    # is valid for every receiver. client_max_window_bits caps the
+    # per-connection decompressor at a 4 KiB window.
+    return _LazyDeflateFactory(
+        server_no_context_takeover=True,
+        server_max_window_bits=WINDOW_BITS,
+        client_max_window_bits=WINDOW_BITS,
+        compress_settings={"memLevel": 5},
+    )
+
+
+_broadcast_deflate = PerMessageDeflate(False, True, 15, WINDOW_BITS, {"memLevel": 5})
+
+
+def encode_deflated_frame(payload: bytes, text: bool) -> bytes:
+    """Like ``encode_frame``, compressed for clients whose deflate shares broadcasts."""
+    frame = Frame(Opcode.TEXT if text else Opcode.BINARY, payload)
+    return frame.serialize(mask=False, extensions=[_broadcast_deflate])
+
+
 class WebSocketProtocol:
     """One server-side WebSocket connection, from handshake to close."""
 
@@ -70,7 +139,7 @@ class WebSocketProtocol:
         compression: bool = True,
         subprotocols: Sequence[str] | None = None,
     ) -> None:
-        extensions = [ServerPerMessageDeflateFactory()] if compression else None
+        extensions = [_deflate_factory()] if compression else None
         self.engine = _Engine(
             extensions=extensions,
             subprotocols=[Subprotocol(p) for p in subprotocols] if subprotocols else None,
@@ -107,6 +176,16 @@ class WebSocketProtocol:
     @property
     def compression(self) -> bool:
         return bool(self.engine.extensions)
+
+    @property
+    def shares_deflate(self) -> bool:
+        """Whether deflated broadcast frames (``encode_deflated_frame``) suit this client."""
+        return any(
+            isinstance(ext, PerMessageDeflate)
+            and ext.local_no_context_takeover
+            and ext.local_max_window_bits == WINDOW_BITS
+            for ext in self.engine.extensions
+        )
 
     # -- receiving ---------------------------------------------------------
 
@@ -174,15 +253,25 @@ class WebSocketProtocol:
     # -- sending -----------------------------------------------------------
 
     def send(self, message: Message) -> None:
-        """Queue ``message``, compressed if the client negotiated it."""
+        """Queue ``message``, compressed if the client negotiated it and it is not tiny."""
+        if self.engine.state is not State.OPEN:
+            raise RuntimeError("cannot send: the WebSocket is not open")
         if isinstance(message, str):
-            self.engine.send_text(message.encode())
+            self.send_text(message.encode())
+        elif len(message) < COMPRESSION_THRESHOLD or not self.engine.extensions:
+            self.engine.writes.append(encode_frame(message, False))
         else:
             self.engine.send_binary(message)
 
     def send_text(self, payload: bytes) -> None:
         """Queue a text message given as UTF-8 bytes (e.g. encoded JSON)."""
-        self.engine.send_text(payload)
+        if self.engine.state is not State.OPEN:
+            raise RuntimeError("cannot send: the WebSocket is not open")
+        if len(payload) < COMPRESSION_THRESHOLD or not self.engine.extensions:
+            # An uncompressed frame is always valid (RFC 7692 §6: per message).
+            self.engine.writes.append(encode_frame(payload, True))
+        else:
+            self.engine.send_text(payload)
 
     def send_ping(self, data: bytes = b"") -> None:
         self.engine.send_ping(data)

@@ -49,6 +49,7 @@ class Connection(asyncio.Protocol):
         self._busy = False  # an async HTTP handler is running
         self._pending: list[Request] = []
         self.writing_paused = False  # unsent bytes above the high-water mark
+        self.shares_deflate = False  # takes deflated broadcast frames
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._rx = False  # any bytes received since the last ping
@@ -67,7 +68,9 @@ class Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
         scheme = "https" if transport.get_extra_info("sslcontext") is not None else "http"
-        self.parser = RequestParser(limits, client=client, scheme=scheme)
+        self.parser = RequestParser(
+            limits, client=client, scheme=scheme, trusted_proxies=self.hub.trusted_proxies
+        )
         self.server.connections.add(self)
         self._set_timer(self.hub.timeouts.handshake, self._head_timeout)
 
@@ -237,6 +240,7 @@ class Connection(asyncio.Protocol):
             logger.info("handshake from %s refused: %d", request.client, handshake.status_code)
             return
         self.server.websocket_opened()
+        self.shares_deflate = ws.shares_deflate
         self.session = endpoint.open(self)
         self._schedule_ping()
         if self.parser.upgrade_data:
