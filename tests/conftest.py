@@ -283,3 +283,9 @@ async def read_close(reader: asyncio.StreamReader) -> tuple[int, str]:
         if opcode == CLOSE:
             (code,) = struct.unpack("!H", payload[:2])
             return code, payload[2:].decode()
+
+
+# -- real services (redis-server) ------------------------------------------------
+
+# Fixtures shared by the scaling tests in several folders; defined in their own module.
+from tests.services import prefix, redis_cluster, redis_server, redis_url  # noqa: E402, F401

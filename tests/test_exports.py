@@ -14,6 +14,7 @@ import wirehub
 SRC = Path(wirehub.__file__).parent
 
 ROOT_EXPORTS = {
+    "AsyncEmitter",
     "Broker",
     "CallError",
     "CallTimeout",
@@ -22,6 +23,7 @@ ROOT_EXPORTS = {
     "ConfigError",
     "ConnectionClosed",
     "DisconnectReason",
+    "Emitter",
     "ErrorCode",
     "EventError",
     "HandshakeError",

@@ -1,6 +1,7 @@
 """wirehub: a real-time WebSocket hub for Python."""
 
 from wirehub.brokers import Broker, MemoryBroker
+from wirehub.brokers.emitter import AsyncEmitter, Emitter
 from wirehub.codes import CloseCode, ErrorCode
 from wirehub.config import Limits, Timeouts
 from wirehub.exceptions import (
@@ -19,6 +20,7 @@ from wirehub.hub.peer import DisconnectReason, Peer
 from wirehub.hub.websocket import WebSocket, broadcast
 
 __all__ = [
+    "AsyncEmitter",
     "Broker",
     "CallError",
     "CallTimeout",
@@ -26,6 +28,7 @@ __all__ = [
     "ConfigError",
     "ConnectionClosed",
     "DisconnectReason",
+    "Emitter",
     "ErrorCode",
     "EventError",
     "HandshakeError",

@@ -27,6 +27,9 @@ class _Stream:
 class MemoryBroker:
     """Delivers synchronously to the one local node and keeps room history in memory.
 
+    Room publications are delivered only while the room is subscribed (like
+    every broker: the shared test suite checks it).
+
     ``history_size`` publications are kept per room, for at most ``max_streams``
     rooms (the least recently published are forgotten first; their clients get
     ``recovered=False`` and a new epoch).
@@ -37,6 +40,7 @@ class MemoryBroker:
         self.max_streams = max_streams
         self._streams: collections.OrderedDict[str, _Stream] = collections.OrderedDict()
         self._listener: BrokerListener | None = None
+        self._rooms: collections.Counter[str] = collections.Counter()  # subscribe() calls
 
     async def start(self, listener: BrokerListener) -> None:
         self._listener = listener
@@ -53,15 +57,20 @@ class MemoryBroker:
             publication = dataclasses.replace(publication, position=position)
             if self.history_size:
                 stream.kept.append(publication)
-        if self._listener is not None:
+        if self._listener is not None and (
+            publication.room is None or publication.room in self._rooms
+        ):
             self._listener.deliver(publication)
         return position
 
     async def subscribe(self, room: str) -> None:
-        pass  # one node: it hears everything
+        self._rooms[room] += 1
 
     async def unsubscribe(self, room: str) -> None:
-        pass
+        # Counted, so overlapping calls from the hub leave the right answer.
+        self._rooms[room] -= 1
+        if self._rooms[room] <= 0:
+            del self._rooms[room]
 
     async def history(self, room: str, since: Position | None, limit: int) -> History:
         stream = self._stream(room)

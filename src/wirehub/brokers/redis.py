@@ -1,0 +1,503 @@
+"""``RedisBroker``: the backplane that lets many processes and machines serve one hub.
+
+Every node publishes to Redis and hears back what it subscribed to, its own
+publications included, so all nodes see a room's publications in one order:
+the order of the offsets the publish script assigned. See
+``redis_wire.py`` for the names, the envelope and the scripts, and
+docs/scaling.md for what is and is not guaranteed across nodes.
+
+While Redis is unreachable the broker delivers every publication to this
+node's peers directly (without a position, and not kept), reconnects with
+exponential backoff, subscribes again to every room it needs, and says so in
+``health()``: local clients keep talking, other nodes catch up only through
+recovery of what Redis kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+import secrets
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from wirehub.brokers.base import BrokerListener, History, Publication
+from wirehub.brokers.redis_wire import (
+    HISTORY_SCRIPT,
+    PUBLISH_SCRIPT,
+    EnvelopeError,
+    all_channel,
+    channel_of,
+    decode,
+    encode,
+    history_args,
+    parse_history,
+    parse_position,
+    peer_channel,
+    publish_args,
+    room_channel,
+)
+from wirehub.exceptions import ConfigError
+from wirehub.protocol.messages import Position
+
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.cluster import RedisCluster
+    from redis.asyncio.connection import AbstractConnection, ConnectionPool
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from redis.retry import Retry
+except ImportError as exc:  # pragma: no cover - exercised by a test with redis hidden
+    raise ImportError("RedisBroker needs the redis package: pip install 'wirehub[redis]'") from exc
+
+from wirehub.brokers.subscriber import Subscriber
+
+__all__ = ["BrokerState", "RedisBroker"]
+
+logger = logging.getLogger("wirehub.broker")
+
+# Redis can no longer be trusted to deliver: reconnect.
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+
+# The room's position when Redis cannot say: an epoch no publication carries,
+# so a client recovering from it is told ``recovered: false``.
+_UNKNOWN = Position("", 0)
+
+
+class BrokerState(enum.StrEnum):
+    """Where the broker's link to Redis stands (``health()["state"]``)."""
+
+    IDLE = "idle"  # not started
+    CONNECTING = "connecting"  # first attempt
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"  # Redis unreachable: local delivery only
+    CLOSED = "closed"
+
+
+StateCallback = Callable[[BrokerState, BaseException | None], None]
+
+
+class RedisBroker:
+    """Carries publications between nodes through Redis pub/sub.
+
+    ``url`` is a redis-py URL (``redis://[:password@]host:port/db``,
+    ``rediss://`` for TLS, ``unix://``). ``prefix`` starts every key and
+    channel: hubs sharing a Redis but not their clients use different ones.
+    ``history_size`` publications are kept per room for ``history_ttl``
+    seconds after the room's last publication (None: until Redis evicts
+    them). ``cluster=True`` talks to a Redis Cluster and uses sharded pub/sub
+    (``SPUBLISH``/``SSUBSCRIBE``, Redis 7). ``timeout`` bounds every
+    command and connection attempt; ``keepalive`` is how often the pub/sub
+    connection is pinged; ``reconnect`` is the first and the longest delay
+    between reconnection attempts. ``on_state_change(state, error)`` is
+    called on every change of ``state`` (for alerts and metrics).
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "wirehub",
+        history_size: int = 100,
+        history_ttl: float | None = 3600.0,
+        cluster: bool = False,
+        timeout: float = 5.0,
+        keepalive: float = 10.0,
+        reconnect: tuple[float, float] = (0.1, 5.0),
+        max_connections: int = 32,
+        on_state_change: StateCallback | None = None,
+    ) -> None:
+        if not prefix:
+            raise ConfigError("RedisBroker needs a non-empty prefix")
+        if history_size < 0:
+            raise ConfigError("history_size is 0 or more")
+        try:
+            self._kwargs = dict(aioredis.connection.parse_url(url))
+        except ValueError as exc:
+            raise ConfigError(f"bad Redis URL: {exc}") from None
+        self.url = url
+        self.prefix = prefix
+        self.history_size = history_size
+        self.history_ttl = history_ttl
+        self.cluster = cluster
+        self.timeout = timeout
+        self.keepalive = keepalive
+        self.reconnect = reconnect
+        self.max_connections = max_connections
+        self.on_state_change = on_state_change
+        self.node = ""  # this process's name in Redis (CLIENT LIST) and health; set by start()
+        self.state = BrokerState.IDLE
+        self.reconnects = 0
+        self.last_error: str | None = None
+        self._listener: BrokerListener | None = None
+        self._rooms: dict[str, int] = {}  # subscribe() calls minus unsubscribe() calls
+        self._client: Any = None  # redis.asyncio.Redis or RedisCluster
+        self._pool: ConnectionPool | None = None
+        self._publish: Any = None
+        self._history: Any = None
+        self._subscribers: dict[str, Subscriber] = {}  # by Redis node name ("" standalone)
+        self._accepting = False  # subscribe()/unsubscribe() go straight to the subscribers
+        self._usable = False  # connected and no fault seen: publish through Redis
+        self._fault: asyncio.Future[BaseException] | None = None
+        self._settled: asyncio.Event | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._undeliverable = 0
+        self._last_reported: str | None = None
+
+    # -- Broker ------------------------------------------------------------------
+
+    async def start(self, listener: BrokerListener) -> None:
+        """Connect; if Redis is unreachable, serve locally and keep trying.
+
+        Returns after the first attempt, connected or not: a node starting
+        while Redis is down still serves its own clients.
+        """
+        if self._supervisor is not None:
+            raise ConfigError("this RedisBroker is already started")
+        self._listener = listener
+        self.node = secrets.token_urlsafe(6)  # here, not in __init__: workers fork after that
+        self._open_client()
+        self._settled = asyncio.Event()
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+        await self._settled.wait()
+
+    async def close(self) -> None:
+        """Stop the supervisor, every subscriber and the command connections."""
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
+        await self._drop_subscribers()
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.disconnect()
+            self._pool = None
+        self._listener = None
+        if self.state is not BrokerState.IDLE:
+            self._set_state(BrokerState.CLOSED, None)
+
+    async def publish(self, publication: Publication) -> Position | None:
+        if not self._usable:
+            self._deliver_here(publication)
+            return None
+        return await _in_task(self._publish_remote(publication))
+
+    async def _publish_remote(self, publication: Publication) -> Position | None:
+        try:
+            if publication.room is not None and not publication.presence:
+                args = publish_args(
+                    publication,
+                    epoch=secrets.token_urlsafe(6),
+                    size=self.history_size,
+                    ttl=self.history_ttl,
+                    sharded=self.cluster,
+                )
+                key = room_channel(self.prefix, publication.room)
+                return parse_position(await self._publish(keys=[key], args=args))
+            command = "SPUBLISH" if self.cluster else "PUBLISH"
+            channel = channel_of(self.prefix, publication)
+            await self._client.execute_command(command, channel, encode(publication))
+            return None
+        except _UNREACHABLE as exc:
+            self._lost(exc)
+        except RedisError as exc:
+            self._report(exc)
+        self._deliver_here(publication)
+        return None
+
+    async def subscribe(self, room: str) -> None:
+        """Count a local room; the first count subscribes (and waits for Redis to confirm)."""
+        count = self._rooms[room] = self._rooms.get(room, 0) + 1
+        if count == 1 and self._accepting:
+            channel = room_channel(self.prefix, room)
+            subscriber = self._subscriber_for(channel)
+            if subscriber is None:  # a cluster node this node has no connection to yet
+                self._lost(RedisConnectionError(f"no subscriber for the node of {channel!r}"))
+                return
+            # On a timeout the subscriber closes itself and the supervisor reconnects.
+            with contextlib.suppress(TimeoutError):
+                await _in_task(subscriber.subscribe([channel]))
+
+    async def unsubscribe(self, room: str) -> None:
+        """Uncount a local room; the last one unsubscribes.
+
+        Counting (rather than a set) keeps the subscription right when the
+        hub's calls overlap, e.g. a leave's unsubscribe that runs after the
+        next member's subscribe.
+        """
+        count = self._rooms.get(room, 0) - 1
+        if count > 0:
+            self._rooms[room] = count
+            return
+        self._rooms.pop(room, None)
+        if self._accepting:
+            channel = room_channel(self.prefix, room)
+            subscriber = self._subscriber_for(channel)
+            if subscriber is not None:
+                await _in_task(subscriber.unsubscribe([channel]))
+
+    async def history(self, room: str, since: Position | None, limit: int) -> History:
+        if self._usable:
+            return await _in_task(self._history_remote(room, since, limit))
+        return History(_UNKNOWN, [], recovered=since is None)
+
+    async def _history_remote(self, room: str, since: Position | None, limit: int) -> History:
+        try:
+            reply = await self._history(
+                keys=[room_channel(self.prefix, room)],
+                args=history_args(
+                    since, limit, epoch=secrets.token_urlsafe(6), ttl=self.history_ttl
+                ),
+            )
+            position, publications, recovered = parse_history(reply, since)
+            return History(position, publications, recovered)
+        except _UNREACHABLE as exc:
+            self._lost(exc)
+        except (RedisError, EnvelopeError) as exc:
+            self._report(exc)
+        # Redis cannot say what was missed: never pretend nothing was.
+        return History(_UNKNOWN, [], recovered=since is None)
+
+    def health(self) -> dict[str, Any]:
+        report: dict[str, Any] = {
+            "broker": "redis",
+            "ok": self.state is BrokerState.CONNECTED,
+            "state": str(self.state),
+            "node": self.node,
+            "url": _redact(self.url),
+            "rooms": len(self._rooms),
+            "reconnects": self.reconnects,
+        }
+        if self.cluster:
+            report["cluster"] = True
+        if self.last_error is not None and self.state is not BrokerState.CONNECTED:
+            report["error"] = self.last_error
+        if self._undeliverable:
+            report["undeliverable"] = self._undeliverable
+        return report
+
+    # -- supervision ---------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        """Connect, wait for a fault, reconnect with backoff: for the broker's lifetime."""
+        attempt = 0
+        self._set_state(BrokerState.CONNECTING, None)
+        while True:
+            self._fault = asyncio.get_running_loop().create_future()
+            try:
+                await self._connect()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._drop_subscribers()
+                self._set_state(BrokerState.RECONNECTING, exc)
+                await asyncio.sleep(self._delay(attempt))
+                attempt += 1
+                continue
+            attempt = 0
+            self._set_state(BrokerState.CONNECTED, None)
+            error = await self._until_fault()
+            await self._drop_subscribers()
+            if self._pool is not None:
+                await self._pool.disconnect()  # their sockets are likely as dead
+            self.reconnects += 1
+            self._set_state(BrokerState.RECONNECTING, error)
+            await asyncio.sleep(self._delay(0))
+
+    async def _connect(self) -> None:
+        """Open the subscribers, then subscribe to every channel this node needs."""
+        nodes: dict[str, tuple[str, int] | None] = {"": None}
+        if self.cluster:
+            await self._client.initialize()
+            await self._client.nodes_manager.initialize()  # fresh slots after a fault
+            nodes = {node.name: (node.host, node.port) for node in self._client.get_primaries()}
+        for name, address in nodes.items():
+            subscriber = Subscriber(
+                self._connection(address),
+                self._deliver,
+                sharded=self.cluster,
+                keepalive=self.keepalive,
+                timeout=self.timeout,
+            )
+            self._subscribers[name] = subscriber
+            await subscriber.open()
+        # From here on, subscribe() and unsubscribe() talk to the subscribers
+        # themselves; the snapshot below is taken in the same step, so no
+        # room is missed (one subscribed twice is harmless).
+        self._accepting = True
+        wanted = [all_channel(self.prefix), peer_channel(self.prefix)]
+        wanted += [room_channel(self.prefix, room) for room in self._rooms]
+        groups: dict[str, list[str]] = {}
+        for channel in wanted:
+            groups.setdefault(self._node_of(channel), []).append(channel)
+        confirmed = await asyncio.gather(
+            *(self._subscribers[name].subscribe(channels) for name, channels in groups.items())
+        )
+        if not all(confirmed):
+            raise RedisConnectionError("the connection closed while subscribing")
+
+    async def _until_fault(self) -> BaseException:
+        """Wait until a subscriber closes or a command finds Redis unreachable."""
+        assert self._fault is not None
+        waiting: list[asyncio.Future[BaseException]] = [self._fault]
+        waiting += [s.closed for s in self._subscribers.values()]
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        return next(iter(done)).result()
+
+    async def _drop_subscribers(self) -> None:
+        self._accepting = False
+        subscribers, self._subscribers = list(self._subscribers.values()), {}
+        for subscriber in subscribers:
+            await subscriber.close()
+
+    def _lost(self, exc: BaseException) -> None:
+        """A command found Redis unreachable: stop using it and let the supervisor reconnect."""
+        self._usable = False  # at once: the next publish stays local
+        if self._fault is not None and not self._fault.done():
+            self._fault.set_result(exc)
+
+    def _set_state(self, state: BrokerState, error: BaseException | None) -> None:
+        previous, self.state = self.state, state
+        self._usable = state is BrokerState.CONNECTED
+        if error is not None:
+            self.last_error = f"{type(error).__name__}: {error}".rstrip(": ")
+        # Log changes only, never each retry (an outage is one warning, not thousands).
+        if state is BrokerState.CONNECTED:
+            self._last_reported = None
+            if previous is BrokerState.CONNECTING:
+                logger.info("redis broker %s connected to %s", self.node, _redact(self.url))
+            else:
+                logger.warning("redis broker %s reconnected to %s", self.node, _redact(self.url))
+        elif state is BrokerState.RECONNECTING and previous is not BrokerState.RECONNECTING:
+            logger.warning(
+                "redis broker %s cannot reach %s (%s); delivering locally and reconnecting",
+                self.node,
+                _redact(self.url),
+                self.last_error,
+            )
+        elif state is BrokerState.CLOSED:
+            logger.debug("redis broker %s closed", self.node)
+        if self._settled is not None and state is not BrokerState.CONNECTING:
+            self._settled.set()
+        if self.on_state_change is not None and state is not previous:
+            try:
+                self.on_state_change(state, error)
+            except Exception:
+                logger.exception("on_state_change callback failed")
+
+    def _delay(self, attempt: int) -> float:
+        first, longest = self.reconnect
+        delay: float = min(longest, first * 2**attempt)
+        return delay * random.uniform(0.5, 1.0)
+
+    def _report(self, exc: BaseException) -> None:
+        """An error Redis answered (not an outage): log it once until things work again."""
+        self._undeliverable += 1
+        message = f"{type(exc).__name__}: {exc}"
+        if message != self._last_reported:
+            self._last_reported = message
+            logger.error("redis broker %s: %s; delivering locally", self.node, message)
+
+    # -- connections -----------------------------------------------------------------
+
+    def _open_client(self) -> None:
+        common: dict[str, Any] = {
+            "socket_timeout": self.timeout,
+            "socket_connect_timeout": self.timeout,
+            "client_name": f"{self.prefix}:{self.node}",
+        }
+        if self.cluster:
+            self._client = RedisCluster.from_url(
+                self.url, max_connections=self.max_connections, **common
+            )
+        else:
+            # No retries inside redis-py: an outage must surface at once so
+            # the broker can switch to local delivery and reconnect itself.
+            self._pool = aioredis.BlockingConnectionPool.from_url(
+                self.url,
+                max_connections=self.max_connections,
+                timeout=self.timeout,
+                retry=Retry(NoBackoff(), 0),
+                **common,
+            )
+            self._client = aioredis.Redis(connection_pool=self._pool)
+        self._publish = self._client.register_script(PUBLISH_SCRIPT)
+        self._history = self._client.register_script(HISTORY_SCRIPT)
+
+    def _connection(self, address: tuple[str, int] | None) -> AbstractConnection:
+        """A fresh pub/sub connection: no read timeout (keepalive pings instead), no retries."""
+        kwargs = dict(self._kwargs)
+        connection_class: Any = kwargs.pop("connection_class", aioredis.Connection)
+        if address is not None:
+            kwargs["host"], kwargs["port"] = address
+            kwargs.pop("db", None)
+        kwargs.update(
+            socket_timeout=None,
+            socket_connect_timeout=self.timeout,
+            client_name=f"{self.prefix}:{self.node}:sub",
+            retry=Retry(NoBackoff(), 0),
+            protocol=2,
+        )
+        connection: AbstractConnection = connection_class(**kwargs)
+        return connection
+
+    def _node_of(self, channel: str) -> str:
+        if not self.cluster:
+            return ""
+        node = self._client.get_node_from_key(channel)
+        return str(node.name)
+
+    def _subscriber_for(self, channel: str) -> Subscriber | None:
+        return self._subscribers.get(self._node_of(channel))
+
+    # -- delivery ----------------------------------------------------------------------
+
+    def _deliver(self, message: bytes) -> None:
+        """A message from a subscriber: rebuild the publication and deliver it here."""
+        try:
+            publication = decode(message)
+        except EnvelopeError as exc:
+            self._report(exc)
+            return
+        if self._listener is not None:
+            self._listener.deliver(publication)
+
+    def _deliver_here(self, publication: Publication) -> None:
+        """Redis is out of reach: this node's peers still get the publication."""
+        if self._listener is not None:
+            self._listener.deliver(publication)
+
+
+T = TypeVar("T")
+
+
+async def _in_task(coro: Coroutine[Any, Any, T]) -> T:
+    """Await ``coro`` inside a task.
+
+    The hub runs handlers eagerly, outside any task, until they first wait
+    (hub/eager.py); redis-py's timeouts and ours need a current task.
+    """
+    if asyncio.current_task() is not None:
+        return await coro
+    return await asyncio.get_running_loop().create_task(coro)
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password, for logs and health."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))

@@ -1,0 +1,234 @@
+"""How the Redis backplane is laid out: names, envelope bytes and Lua scripts.
+
+Shared by ``RedisBroker`` and the emitters (``wirehub.Emitter``), so every
+publisher writes the same thing. No I/O and no ``redis`` import here.
+
+**Names.** With prefix ``P``:
+
+- ``P:room:NAME`` is both the room's *channel* and its *key*: a hash holding
+  the epoch (``e``), the last offset (``o``) and the kept publications (one
+  field per offset). Using the same string for both puts them in the same
+  Redis Cluster slot, so one script can update the key and ``SPUBLISH`` on
+  the channel.
+- ``P:all`` carries publications to every peer, ``P:peer`` those to one peer.
+  Every node subscribes to both; a node that does not have the peer drops
+  the publication (no peer→node table to keep right, at the price of one
+  message per node).
+
+**Envelope.** What a channel carries: ``0x01`` (format version), the ASCII
+head ``EPOCH:OFFSET`` (empty for publications without a position), ``0x00``,
+then the *tail*: a msgpack array ``[room, peer, exclude, presence, body,
+binary]`` encoded once by the publisher. The publish script prepends the
+position it assigned, so the tail is never decoded in Redis; history keeps
+the tail only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from wirehub.brokers.base import Publication
+from wirehub.protocol.messages import Position
+
+__all__ = [
+    "HISTORY_SCRIPT",
+    "PUBLISH_SCRIPT",
+    "EnvelopeError",
+    "all_channel",
+    "decode",
+    "encode",
+    "encode_tail",
+    "history_args",
+    "parse_history",
+    "parse_position",
+    "peer_channel",
+    "publish_args",
+    "room_channel",
+]
+
+VERSION = b"\x01"
+
+
+class EnvelopeError(ValueError):
+    """Bytes on a wirehub channel that are not an envelope of this version."""
+
+
+# -- names ---------------------------------------------------------------------
+
+
+def room_channel(prefix: str, room: str) -> str:
+    """The channel of ``room``, which is also the key of its hash."""
+    return f"{prefix}:room:{room}"
+
+
+def all_channel(prefix: str) -> str:
+    return f"{prefix}:all"
+
+
+def peer_channel(prefix: str) -> str:
+    return f"{prefix}:peer"
+
+
+def channel_of(prefix: str, publication: Publication) -> str:
+    """Where ``publication`` is published."""
+    if publication.room is not None:
+        return room_channel(prefix, publication.room)
+    return all_channel(prefix) if publication.peer is None else peer_channel(prefix)
+
+
+# -- the envelope ----------------------------------------------------------------
+
+
+class _Tail(msgspec.Struct, array_like=True):
+    room: str | None
+    peer: str | None
+    exclude: str | None
+    presence: bool
+    body: bytes
+    binary: bytes | None
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(_Tail)
+
+
+def encode_tail(publication: Publication) -> bytes:
+    """The part of an envelope that the publisher encodes once."""
+    p = publication
+    return _encoder.encode(_Tail(p.room, p.peer, p.exclude, p.presence, p.body, p.binary))
+
+
+def encode(publication: Publication) -> bytes:
+    """A whole envelope (the publish script builds the ones that get a position)."""
+    head = b""
+    if publication.position is not None:
+        head = f"{publication.position.epoch}:{publication.position.offset}".encode()
+    return VERSION + head + b"\x00" + encode_tail(publication)
+
+
+def decode(message: bytes) -> Publication:
+    """The publication in an envelope; raises ``EnvelopeError`` for anything else."""
+    if message[:1] != VERSION:
+        raise EnvelopeError("not a version 1 wirehub envelope")
+    end = message.find(b"\x00", 1)
+    if end < 0:
+        raise EnvelopeError("envelope without a head terminator")
+    position = None
+    if end > 1:
+        epoch, _, offset = message[1:end].partition(b":")
+        try:
+            position = Position(epoch.decode(), int(offset))
+        except ValueError:
+            raise EnvelopeError(f"bad position {message[1:end]!r}") from None
+    return _publication(memoryview(message)[end + 1 :], position)
+
+
+def _publication(tail: bytes | memoryview, position: Position | None) -> Publication:
+    try:
+        t = _decoder.decode(tail)
+    except msgspec.DecodeError as exc:
+        raise EnvelopeError(f"bad envelope: {exc}") from None
+    return Publication(t.body, t.binary, t.room, t.peer, t.exclude, position, t.presence)
+
+
+# -- scripts -------------------------------------------------------------------------
+
+# One round trip per room publication: the offset is assigned, the tail kept
+# and the envelope published atomically, so every node sees one order.
+PUBLISH_SCRIPT = """
+local key = KEYS[1]
+local epoch = redis.call('HGET', key, 'e')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('HSET', key, 'e', epoch)
+end
+local offset = redis.call('HINCRBY', key, 'o', 1)
+local size = tonumber(ARGV[2])
+if size > 0 then
+  redis.call('HSET', key, offset, ARGV[4])
+  if offset > size then redis.call('HDEL', key, offset - size) end
+end
+if ARGV[3] ~= '0' then redis.call('PEXPIRE', key, ARGV[3]) end
+redis.call(ARGV[5], key, '\\1' .. epoch .. ':' .. string.format('%d', offset) .. '\\0' .. ARGV[4])
+return {epoch, offset}
+"""
+
+# Reads the room's position and the kept publications a recovery needs;
+# creates the room's epoch when it has none, so a join learns the epoch that
+# the next publication will carry.
+HISTORY_SCRIPT = """
+local key = KEYS[1]
+local epoch = redis.call('HGET', key, 'e')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('HSET', key, 'e', epoch, 'o', 0)
+  if ARGV[2] ~= '0' then redis.call('PEXPIRE', key, ARGV[2]) end
+end
+local offset = tonumber(redis.call('HGET', key, 'o'))
+local limit = tonumber(ARGV[5])
+local first
+if ARGV[3] == '' then
+  first = math.max(offset - limit + 1, 1)
+else
+  local since = tonumber(ARGV[4])
+  if ARGV[3] ~= epoch or since > offset or offset - since > limit then
+    return {epoch, offset, 0}
+  end
+  first = since + 1
+end
+if first > offset then return {epoch, offset, 1, first, {}} end
+local fields = {}
+for i = first, offset do fields[#fields + 1] = i end
+return {epoch, offset, 1, first, redis.call('HMGET', key, unpack(fields))}
+"""
+
+
+def _ttl_ms(ttl: float | None) -> int:
+    return 0 if ttl is None else max(1, round(ttl * 1000))
+
+
+def publish_args(
+    publication: Publication, *, epoch: str, size: int, ttl: float | None, sharded: bool
+) -> list[Any]:
+    """``ARGV`` of ``PUBLISH_SCRIPT``; ``epoch`` is used only if the room has none."""
+    command = "SPUBLISH" if sharded else "PUBLISH"
+    return [epoch, size, _ttl_ms(ttl), encode_tail(publication), command]
+
+
+def parse_position(reply: Any) -> Position:
+    """The position ``PUBLISH_SCRIPT`` answered."""
+    epoch, offset = reply
+    return Position(epoch.decode() if isinstance(epoch, bytes) else epoch, int(offset))
+
+
+def history_args(since: Position | None, limit: int, *, epoch: str, ttl: float | None) -> list[Any]:
+    """``ARGV`` of ``HISTORY_SCRIPT``; ``epoch`` is used only if the room has none."""
+    if since is None:
+        return [epoch, _ttl_ms(ttl), "", 0, max(limit, 0)]
+    return [epoch, _ttl_ms(ttl), since.epoch, since.offset, max(limit, 0)]
+
+
+def parse_history(reply: Any, since: Position | None) -> tuple[Position, list[Publication], bool]:
+    """``(position, publications, recovered)`` from ``HISTORY_SCRIPT``'s answer.
+
+    A missing field is a publication no longer kept: a recovery then fails
+    (``recovered=False``); a request for the latest ones gets those after it.
+    """
+    position = parse_position(reply[:2])
+    if not reply[2]:
+        return position, [], False
+    first, items = int(reply[3]), reply[4]
+    if since is None:
+        start = max((i + 1 for i, item in enumerate(items) if item is None), default=0)
+    elif any(item is None for item in items):
+        return position, [], False
+    else:
+        start = 0
+    publications = [
+        _publication(item, Position(position.epoch, first + i))
+        for i, item in enumerate(items)
+        if i >= start
+    ]
+    return position, publications, True

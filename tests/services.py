@@ -1,0 +1,207 @@
+"""Real services for the scaling tests: ``redis-server`` (and a Redis Cluster) on loopback.
+
+Each runs from its Debian binary in a temporary directory, on a free
+127.0.0.1 port, without persistence, and is stopped by the fixture that
+started it. Readiness is the one thing polled (with a deadline): a process
+gives no event when it starts listening.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import UNIT
+
+__all__ = [
+    "RedisServer",
+    "free_port",
+    "prefix",
+    "redis_cluster",
+    "redis_server",
+    "redis_url",
+    "wait_listening",
+]
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+START = 10 * UNIT
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll until something accepts TCP connections on ``port`` (a process's readiness)."""
+    deadline = time.monotonic() + START
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=UNIT):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listening on port {port} after {START}s") from None
+            time.sleep(0.01)
+
+
+def redis_command(port: int, *args: str) -> bytes:
+    """Send one command in RESP and return the raw reply (enough for PING and CLUSTER INFO)."""
+    request = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
+    with socket.create_connection(("127.0.0.1", port), timeout=UNIT) as sock:
+        sock.sendall(request.encode())
+        return sock.recv(65536)
+
+
+class RedisServer:
+    """One ``redis-server`` process; ``kill()`` and ``start()`` again keep its port."""
+
+    def __init__(self, directory: Path, port: int | None = None, *extra: str) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start the server and wait until it answers PING."""
+        log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+                *self.extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + START
+        wait_listening(self.port, self.process)
+        while redis_command(self.port, "PING") != b"+PONG\r\n":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"redis on {self.port} never answered PING")
+            time.sleep(0.01)
+
+    def kill(self) -> None:
+        """Kill the server at once (a crash: clients see their connections reset)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after a while)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # in case a test paused it
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(START)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): sockets stay open but nothing answers."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def running_redis(*extra: str) -> Iterator[RedisServer]:
+    """A redis-server in a temporary directory for the ``with`` block."""
+    with tempfile.TemporaryDirectory(prefix="wirehub-redis-") as directory:
+        server = RedisServer(Path(directory), None, *extra)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the session; tests keep apart through their own ``prefix``."""
+    with running_redis() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key and channel prefix no other test uses."""
+    return f"t{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[list[RedisServer]]:
+    """A 3-primary Redis Cluster on loopback (slots split three ways, no replicas)."""
+    with contextlib.ExitStack() as stack:
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wirehub-rc-")))
+        nodes: list[RedisServer] = []
+        for i in range(3):
+            (directory / str(i)).mkdir()
+            node = RedisServer(
+                directory / str(i),
+                None,
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+            )
+            stack.callback(node.stop)
+            node.start()
+            nodes.append(node)
+        ranges = [(0, 5460), (5461, 10922), (10923, 16383)]
+        for node, (low, high) in zip(nodes, ranges, strict=True):
+            assert redis_command(node.port, "CLUSTER", "ADDSLOTSRANGE", str(low), str(high)) == (
+                b"+OK\r\n"
+            )
+        for node in nodes[1:]:
+            redis_command(node.port, "CLUSTER", "MEET", "127.0.0.1", str(nodes[0].port))
+        deadline = time.monotonic() + START
+        for node in nodes:
+            while b"cluster_state:ok" not in redis_command(node.port, "CLUSTER", "INFO") or (
+                b"cluster_known_nodes:3" not in redis_command(node.port, "CLUSTER", "INFO")
+            ):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the Redis Cluster did not converge")
+                time.sleep(0.02)
+        yield nodes
