@@ -12,6 +12,8 @@ from urllib.parse import parse_qs
 
 from websockets.datastructures import Headers
 
+from wirehub.http.proxy import TrustedProxies, parse_ip
+
 __all__ = ["Headers", "Request", "Response"]
 
 
@@ -24,6 +26,8 @@ class Request:
     as the socket sees it. ``keep_alive`` says whether the client lets the
     connection carry another request after this one (HTTP/1.1 without
     ``Connection: close``, or HTTP/1.0 with ``keep-alive``).
+    ``client_ip`` is the client's address, read from ``X-Forwarded-For``
+    when the socket peer is one of ``trusted_proxies`` (``Hub(trusted_proxies=...)``).
     """
 
     method: str
@@ -34,11 +38,25 @@ class Request:
     scheme: str = "http"
     body: bytes = b""
     keep_alive: bool = True
+    trusted_proxies: TrustedProxies | None = dataclasses.field(default=None, repr=False)
 
     @functools.cached_property
     def query(self) -> dict[str, str]:
         """Query parameters; for a repeated name, the last value wins."""
         return {k: v[-1] for k, v in parse_qs(self.query_string, keep_blank_values=True).items()}
+
+    @functools.cached_property
+    def client_ip(self) -> str | None:
+        """The client's IP address (None when unknown, e.g. over a Unix socket).
+
+        The socket peer's, unless that peer is a trusted proxy: then the
+        nearest untrusted address in ``X-Forwarded-For`` (see ``http/proxy.py``).
+        """
+        peer = self.client[0] if self.client is not None else None
+        if self.trusted_proxies is None:
+            address = parse_ip(peer) if peer is not None else None
+            return str(address) if address is not None else peer
+        return self.trusted_proxies.client_ip(peer, self.headers.get_all("X-Forwarded-For"))
 
     @property
     def is_websocket(self) -> bool:

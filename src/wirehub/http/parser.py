@@ -14,6 +14,7 @@ import httptools
 
 from wirehub.config import Limits
 from wirehub.http.messages import Headers, Request, Response
+from wirehub.http.proxy import TrustedProxies
 
 __all__ = ["RequestParser"]
 
@@ -21,10 +22,18 @@ __all__ = ["RequestParser"]
 class RequestParser:
     """Turns a byte stream into ``Request`` objects; never raises on bad input."""
 
-    def __init__(self, limits: Limits, *, client: tuple[str, int] | None, scheme: str) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        client: tuple[str, int] | None,
+        scheme: str,
+        trusted_proxies: TrustedProxies | None = None,
+    ) -> None:
         self._limits = limits
         self._client = client
         self._scheme = scheme
+        self._trusted_proxies = trusted_proxies
         self._parser = httptools.HttpRequestParser(self)
         self._done: list[Request] = []
         self._reset()
@@ -103,6 +112,7 @@ class RequestParser:
             headers=headers,
             client=self._client,
             scheme=self._scheme,
+            trusted_proxies=self._trusted_proxies,
             # Read here, per request: once a message is complete llhttp resets
             # and should_keep_alive() no longer reflects "Connection: close".
             keep_alive=bool(self._parser.should_keep_alive()),

@@ -18,8 +18,10 @@ from wirehub.codes import CloseCode, ErrorCode
 from wirehub.config import Limits, Timeouts
 from wirehub.exceptions import ConfigError, EventError
 from wirehub.http.messages import Request, Response
+from wirehub.http.proxy import TrustedProxies
 from wirehub.http.routing import HttpHandler, Router
 from wirehub.http.static import StaticFiles, file_response
+from wirehub.hub.api import EMIT_PATH, emit_route
 from wirehub.hub.handlers import HandlerSpec
 from wirehub.hub.peer import DisconnectReason, Peer
 from wirehub.hub.room import Room, check_room_name
@@ -64,7 +66,10 @@ class Hub:
     given), ``events_path`` (the event endpoint; None turns it off),
     ``presence`` (announce joins and leaves to room members),
     ``slow_consumer`` (what happens to a peer that does not read fast enough:
-    ``"close"`` it with 4008, or ``"drop"`` the messages it cannot take).
+    ``"close"`` it with 4008, or ``"drop"`` the messages it cannot take),
+    ``trusted_proxies`` (addresses or networks of the reverse proxies whose
+    ``X-Forwarded-For`` gives ``request.client_ip``), ``api_key`` (turns on
+    ``POST /api/emit`` for requests bearing ``Authorization: Bearer <api_key>``).
     """
 
     def __init__(
@@ -78,6 +83,8 @@ class Hub:
         events_path: str | None = "/ws",
         presence: bool = False,
         slow_consumer: Literal["close", "drop"] = "close",
+        trusted_proxies: Iterable[str] | None = None,
+        api_key: str | None = None,
     ) -> None:
         if slow_consumer not in ("close", "drop"):
             raise ConfigError(f"slow_consumer is 'close' or 'drop', not {slow_consumer!r}")
@@ -88,6 +95,7 @@ class Hub:
         self.broker: Broker = broker if broker is not None else MemoryBroker()
         self.presence = presence
         self.slow_consumer = slow_consumer
+        self.trusted_proxies = TrustedProxies(trusted_proxies) if trusted_proxies else None
         self.router = Router()
         self.peers: dict[str, Peer] = {}
         self.rooms: dict[str, Room] = {}
@@ -100,6 +108,8 @@ class Hub:
             self.router.add_websocket(events_path, _EventEndpoint(self))
         for name in ("wirehub.js", "wirehub.d.ts"):  # the browser client, from the package
             self.router.add_http(f"/{name}", {"GET"}, _package_file(STATIC / name))
+        if api_key is not None:
+            self.router.add_http(EMIT_PATH, {"POST"}, emit_route(self, api_key))
 
     # -- routes ------------------------------------------------------------
 
@@ -199,7 +209,7 @@ class Hub:
         *,
         room: str | None = None,
         exclude: str | None = None,
-    ) -> concurrent.futures.Future[None]:
+    ) -> concurrent.futures.Future[wire.Position | None]:
         """``emit`` from another thread (a Flask view, a worker thread)."""
         if self._loop is None:
             raise ConfigError("the hub is not running: start the server first")
@@ -449,16 +459,18 @@ class Target:
 
     async def emit(
         self, event: str, data: Any = None, *, exclude: Peer | str | None = None
-    ) -> None:
+    ) -> wire.Position | None:
         """Send ``event`` with ``data`` (JSON-able, or bytes) to the target.
 
         ``exclude`` (a Peer or a peer id) does not receive it: broadcast
         without the sender. The data is encoded once for all receivers.
+        Returns the event's position in a room (None for other targets, or
+        when the broker could not give one).
         """
         body, binary = wire.event_body(event, data)
         excluded = exclude.id if isinstance(exclude, Peer) else exclude
         publication = Publication(body, binary, room=self.room, peer=self.peer, exclude=excluded)
-        await self.hub.broker.publish(publication)
+        return await self.hub.broker.publish(publication)
 
 
 def _package_file(path: Path) -> HttpHandler:
