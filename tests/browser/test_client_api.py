@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ from playwright.async_api import Page
 
 from tests.browser.conftest import BROWSER, Pages, Site
 from tests.conftest import UNIT
-from wirehub import EventError, Hub, Peer, Reject, Request, Response
+from wirehub import EventError, Hub, Peer, Reject, Request, Response, WebSocket
 
 PAGE = """<!doctype html>
 <meta charset="utf-8"><title>wirehub.js test page</title><link rel="icon" href="data:,">
@@ -370,3 +371,89 @@ async def test_token_travels_as_query_parameter(pages: Pages, api: tuple[Api, Si
     assert result["ready"] == "closed"
     assert result["state"] == "closed"
     assert app.tokens == ["s3cret/+=", "t1", "t2", "bad"]
+
+
+def scripted_hub(received: list[Any]) -> Hub:
+    """A hand-written protocol server at ``/scripted``: ``auth`` first, rooms in ``welcome``.
+
+    It plays PROTOCOL.md §7 and §13 by the letter, independently of the hub's
+    own implementation: the first connection welcomes the client into room
+    ``news``, sends event 8, asks for a token refresh, then restarts (1012);
+    the second expects the re-join to recover from offset 8.
+    """
+    hub = Hub(events_path=None)
+    hub.add_route("/", lambda request: Response.text(PAGE, content_type="text/html"))
+    connections = 0
+
+    def welcome(offset: int) -> str:
+        limits = {"max_message_size": None, "max_rooms": None, "max_pending": None}
+        rooms = {"news": {"epoch": "E1", "offset": offset}}
+        return json.dumps(
+            {"type": "welcome", "v": 1, "peer": "p", "ping_interval": None, "limits": limits}
+            | {"rooms": rooms}
+        )
+
+    def news(text: str, offset: int) -> str:
+        event = {"type": "event", "event": "news", "data": text, "room": "news", "epoch": "E1"}
+        return json.dumps(event | {"offset": offset})
+
+    @hub.websocket("/scripted")
+    async def scripted(ws: WebSocket) -> None:
+        nonlocal connections
+        connections += 1
+        received.append({"query": dict(ws.request.query)})
+        received.append(json.loads(await ws.recv()))
+        if connections == 1:
+            await ws.send(welcome(7))
+            await ws.send(news("eight", 8))
+            await ws.send(json.dumps({"type": "refresh", "expires_in": 30.0}))
+            auth = json.loads(await ws.recv())
+            received.append(auth)
+            await ws.send(json.dumps({"type": "ack", "id": auth["id"], "data": {"expires_in": 60}}))
+            await ws.close(1012, "restarting")
+            return
+        await ws.send(welcome(10))
+        join = json.loads(await ws.recv())
+        received.append(join)
+        await ws.send(news("nine", 9))
+        await ws.send(news("ten", 10))
+        ack = {"epoch": "E1", "offset": 10, "recovered": True}
+        await ws.send(json.dumps({"type": "ack", "id": join["id"], "data": ack}))
+        async for message in ws:
+            received.append(json.loads(message))
+
+    return hub
+
+
+async def test_token_in_auth_message_refresh_and_welcome_rooms(
+    pages: Pages, serve_hub: Callable[[Hub], Awaitable[Site]]
+) -> None:
+    """An ``auth`` message carries the token, ``refresh`` gets a new one, welcome rooms recover."""
+    received: list[Any] = []
+    site = await serve_hub(scripted_hub(received))
+    page = await open_page(pages, site)
+    result = await page.evaluate(
+        """async () => {
+          let n = 0;
+          const hub = wirehub.connect("/scripted", { tokenIn: "message", token: () => `tok${++n}`,
+                                                     reconnect: { initialDelay: 20, jitter: 0 } });
+          const got = [];
+          hub.on("news", (text, meta) => got.push([text, meta.offset]));
+          const reconnected = await new Promise((resolve) => hub.on("reconnect", resolve));
+          return { got, reconnected, rooms: hub.rooms, asked: n };
+        }"""
+    )
+    assert received[:3] == [
+        {"query": {}},
+        {"type": "auth", "token": "tok1"},
+        {"type": "auth", "token": "tok2", "id": 1},
+    ]
+    assert received[3:] == [
+        {"query": {}},
+        {"type": "auth", "token": "tok3"},
+        {"type": "join", "room": "news", "since": {"epoch": "E1", "offset": 8}, "id": 2},
+    ]
+    assert result["got"] == [["eight", 8], ["nine", 9], ["ten", 10]]
+    assert result["reconnected"]["recovered"] == {"news": True}
+    assert result["rooms"] == ["news"]
+    assert result["asked"] == 3

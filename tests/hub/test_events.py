@@ -459,9 +459,9 @@ async def test_emit_threadsafe_from_another_thread() -> None:
     """emit_threadsafe from a worker thread reaches the room."""
     hub = chat_hub()
     async with serve(hub) as s, await WireClient.open(s.ws("/ws?room=lobby")) as c:
-        future = await asyncio.to_thread(
+        position = await asyncio.to_thread(
             lambda: hub.emit_threadsafe("from_thread", {"ok": 1}, room="lobby").result(UNIT)
         )
-        assert future is None
+        assert position is not None and position.offset == 1
         event = await c.recv()
         assert event["event"] == "from_thread" and event["data"] == {"ok": 1}

@@ -58,6 +58,7 @@ export declare const CLIENT_ERROR_CODES: {
   readonly DISCONNECTED: "disconnected";
   readonly CLOSED: "closed";
   readonly QUEUE_FULL: "queue_full";
+  readonly TOKEN_EXPIRING: "token_expiring";
 };
 
 export type ServerErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
@@ -121,6 +122,13 @@ export interface ConnectOptions {
    * short-lived token can be fetched fresh each time.
    */
   token?: string | (() => string | Promise<string>);
+  /**
+   * Where the token goes: "query" (default, `?token=`) or "message": a first
+   * `auth` message, which keeps it out of URLs and logs (the server must
+   * support it: PROTOCOL.md §13). A server's `refresh` request is answered
+   * with a new token from the `token` function either way.
+   */
+  tokenIn?: "query" | "message";
   /** false: never reconnect. Default: reconnect with the default backoff. */
   reconnect?: boolean | ReconnectOptions;
   /** Messages kept while disconnected (default 100); one more throws "queue_full". */
@@ -154,6 +162,8 @@ export interface Welcome {
   peer: string;
   ping_interval: number | null;
   limits: Limits;
+  /** Rooms the server joined this peer to before the welcome, with their positions. */
+  rooms?: Record<string, { epoch: string; offset: number }>;
 }
 
 export interface Member {

@@ -59,6 +59,7 @@ const CLIENT_ERROR_CODES = {
   DISCONNECTED: "disconnected", // the connection dropped before the answer came
   CLOSED: "closed", // close() was called, or the client gave up reconnecting
   QUEUE_FULL: "queue_full", // queueLimit messages already wait for the connection
+  TOKEN_EXPIRING: "token_expiring", // the server asked for a new token and no token function was given
 };
 
 const FINAL = new Set(
@@ -209,6 +210,9 @@ class Client {
     this.queueLimit = options.queueLimit ?? 100;
     this.callTimeout = options.callTimeout === undefined ? 10000 : options.callTimeout;
     this.openTimeout = options.openTimeout ?? 10000;
+    if (![undefined, "query", "message"].includes(options.tokenIn)) {
+      throw new TypeError('tokenIn is "query" or "message"');
+    }
     this.heartbeat = options.heartbeat === undefined ? 25000 : options.heartbeat;
     /** "connecting" → "open" ⇄ "reconnecting" → "closed". */
     this.state = "connecting";
@@ -457,6 +461,8 @@ class Client {
         return this._error(message);
       case "presence":
         return this._fire("presence", { room: message.room, joined: message.joined || null, left: message.left || null });
+      case "refresh":
+        return this._refreshToken(message.expires_in);
       default:
         return undefined; // PROTOCOL.md §11: ignore message types we do not know
     }
@@ -519,6 +525,24 @@ class Client {
     }
   }
 
+  /** The server asks for a new token before the current one expires (PROTOCOL.md §13). */
+  async _refreshToken(expiresIn) {
+    const source = this.options.token;
+    if (typeof source !== "function") {
+      const message = `the token expires in ${expiresIn} s: give connect() a token function to refresh it`;
+      this._fire("error", new WirehubError("token_expiring", message, { expires_in: expiresIn }));
+      return;
+    }
+    const ws = this._ws;
+    try {
+      const token = await source();
+      if (this._ws !== ws || this.state !== "open") return; // a new connection authenticates itself
+      await this._request("token refresh", { type: "auth", token }, undefined, this.callTimeout);
+    } catch (error) {
+      if (!(error instanceof ConnectionClosed)) this._fire("error", error);
+    }
+  }
+
   // -- the connection's life ---------------------------------------------------
 
   async _open() {
@@ -532,8 +556,13 @@ class Client {
       }
     }
     if (this._closing) return undefined;
-    const ws = new WebSocket(resolveUrl(this.url, token));
+    const inMessage = this.options.tokenIn === "message";
+    const ws = new WebSocket(resolveUrl(this.url, inMessage ? null : token));
     ws.binaryType = "arraybuffer";
+    if (inMessage && token != null) {
+      // The first message authenticates; the welcome answers it (PROTOCOL.md §13).
+      ws.onopen = () => ws.send(JSON.stringify({ type: "auth", token }));
+    }
     ws.onmessage = (event) => this._ws === ws && this._receive(event.data);
     ws.onclose = (event) => this._lost(ws, event.code, event.reason);
     this._ws = ws;
@@ -560,10 +589,11 @@ class Client {
     }
     const attempts = this._attempt;
     const reconnected = this.welcome !== null;
+    this._adoptRooms(welcome.rooms || {}, reconnected);
     this.welcome = welcome;
     this.state = "open";
     this._attempt = 0;
-    const restored = this._restore(); // re-joins go first, then what was queued
+    const restored = reconnected ? this._restore() : null; // re-joins first, then the queue
     for (const item of this._queue.splice(0)) {
       try {
         this._transmit(item);
@@ -575,8 +605,20 @@ class Client {
     this._startHeartbeat();
     for (const waiter of this._waiters.splice(0)) waiter.resolve(this);
     this._fire("connect", welcome);
-    if (reconnected) {
+    if (restored) {
       restored.then((outcome) => outcome && this._fire("reconnect", { attempts, ...outcome }));
+    }
+  }
+
+  /**
+   * Rooms the server joined this peer to before welcoming it, with their
+   * positions (PROTOCOL.md §7): those of the first welcome count as joined.
+   * A known position is kept, so the re-join still recovers what was missed.
+   */
+  _adoptRooms(rooms, reconnected) {
+    for (const [room, position] of Object.entries(rooms)) {
+      if (!reconnected) this._rooms.add(room);
+      if (!this._positions.has(room)) this._positions.set(room, { epoch: position.epoch, offset: position.offset });
     }
   }
 
