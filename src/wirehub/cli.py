@@ -92,6 +92,25 @@ def load_app(target: str) -> Hub:
     default="info",
     show_default=True,
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes sharing the port (SO_REUSEPORT); more than 1 needs --redis.",
+)
+@click.option(
+    "--redis", "redis_url", metavar="URL", help="Redis backplane, e.g. redis://host:6379/0."
+)
+@click.option(
+    "--redis-prefix",
+    default="wirehub",
+    show_default=True,
+    help="Prefix of the Redis keys and channels (one per application).",
+)
+@click.option(
+    "--redis-cluster", is_flag=True, help="URL is a Redis Cluster node (sharded pub/sub)."
+)
 def serve(
     app: str,
     host: str,
@@ -102,6 +121,10 @@ def serve(
     no_compression: bool,
     shutdown_code: str,
     log_level: str,
+    workers: int,
+    redis_url: str | None,
+    redis_prefix: str,
+    redis_cluster: bool,
 ) -> None:
     """Serve APP, given as module:attr or path/to/file.py:attr."""
     logging.basicConfig(
@@ -121,6 +144,11 @@ def serve(
         context.load_cert_chain(certfile, keyfile)
     elif keyfile:
         raise click.UsageError("--keyfile needs --certfile")
+    if redis_url is not None:
+        hub.broker = _redis_broker(redis_url, redis_prefix, redis_cluster)
+    if workers > 1:
+        _serve_workers(hub, app, host, port, context, int(shutdown_code), workers)
+        return
 
     def announce(future: asyncio.Future[Any]) -> None:
         server = future.result()
@@ -134,6 +162,45 @@ def serve(
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}"
         ) from None
+
+
+def _redis_broker(url: str, prefix: str, cluster: bool) -> Any:
+    try:
+        from wirehub.brokers.redis import RedisBroker
+    except ImportError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        return RedisBroker(url, prefix=prefix, cluster=cluster)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--redis") from None
+
+
+def _serve_workers(
+    hub: Hub, app: str, host: str, port: int, context: ssl.SSLContext | None, code: int, n: int
+) -> None:
+    from wirehub.brokers.memory import MemoryBroker
+    from wirehub.server.workers import run_workers
+
+    if isinstance(hub.broker, MemoryBroker):
+        raise click.UsageError(
+            f"--workers {n} needs --redis URL: with the in-memory broker, each worker "
+            "would only reach its own clients"
+        )
+
+    def announce(url: str) -> None:
+        routes = ", ".join(sorted(hub.router.websocket)) or "none"
+        click.echo(f"wirehub serving {app} on {url} with {n} workers (WebSocket routes: {routes})")
+        sys.stdout.flush()
+
+    try:
+        status = run_workers(
+            hub, host, port, workers=n, ssl=context, shutdown_code=code, on_ready=announce
+        )
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    sys.exit(status)
 
 
 def _run_with_announce(
