@@ -160,8 +160,12 @@ class Pages:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def pages(browser: Browser) -> AsyncIterator[Pages]:
-    """Open pages with ``await pages.open(url)``; the test fails if any logged an error."""
+async def pages(browser: Browser, serve_hub: Any) -> AsyncIterator[Pages]:
+    """Open pages with ``await pages.open(url)``; the test fails if any logged an error.
+
+    It uses ``serve_hub`` only so that the pages close before the servers stop:
+    a page that saw its server go away would log its reconnection attempts.
+    """
     opened = Pages(browser)
     yield opened
     await opened.close()

@@ -178,6 +178,29 @@ async def test_survives_a_server_restart(pages: Pages, site: Site) -> None:
     await expect(ada.locator("#messages .message.pending")).to_have_count(0)
 
 
+async def test_restart_that_lost_history_reloads_the_room(pages: Pages, site: Site) -> None:
+    """When a new server cannot replay what was missed (recovered: false) the page reloads."""
+    ada = await enter(pages, site, "ada")
+    bob = await enter(pages, site, "bob")
+    await say(ada, "before")
+    await expect(bubbles(bob)).to_have_text(["before"])
+    pages.allow(r"WebSocket connection to 'ws://127\.0\.0\.1:\d+/ws\?name=\w+' failed")
+
+    await site.stop(1012)
+    await expect(ada.locator("#banner")).to_be_visible()
+    site.hub = load_app().create_hub()  # a new process: its rooms have new epochs, no history
+    await site.start()
+    for page in (ada, bob):
+        await expect(page.locator("#banner")).to_be_hidden()
+        await expect(page.locator("#messages .note")).to_contain_text(
+            ["Reconnected: reloaded the last messages"]
+        )
+        await expect(bubbles(page)).to_have_count(0)
+    await expect(ada.locator("#members .name")).to_have_text(["ada", "bob"])
+    await say(bob, "fresh start")
+    await expect(bubbles(ada)).to_have_text(["fresh start"])
+
+
 async def test_narrow_screen_uses_drawers(pages: Pages, site: Site) -> None:
     """On a phone-sized screen the side panels are drawers and the conversation fills the width."""
     phone = {"viewport": {"width": 380, "height": 720}, "is_mobile": True, "has_touch": True}
