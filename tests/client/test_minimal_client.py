@@ -118,7 +118,8 @@ async def test_welcome_lists_peer_ping_interval_and_limits() -> None:
     """The welcome carries exactly the fields PROTOCOL.md §3 lists."""
     async with serve(app()) as served:
         client = await MiniClient.open(served.ws("/ws"))
-        assert set(client.welcome) == {"type", "v", "peer", "ping_interval", "limits"}
+        assert set(client.welcome) == {"type", "v", "peer", "ping_interval", "limits", "rooms"}
+        assert client.welcome["rooms"] == {}
         assert set(client.welcome["limits"]) == {"max_message_size", "max_rooms", "max_pending"}
         await client.close()
 

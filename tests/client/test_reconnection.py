@@ -221,3 +221,30 @@ async def test_close_while_reconnecting_stops_the_attempts(node: Any) -> None:
     await asyncio.wait_for(client.close(), UNIT)
     assert not client.connected
     assert (await client.wait_closed()).code == 1000
+
+
+async def test_rooms_joined_by_the_connect_handler_are_recovered(node: Any) -> None:
+    """Rooms the connect handler joins come in the welcome and are recovered after a restart."""
+    hub = Hub()
+
+    @hub.on("connect")
+    async def on_connect(peer: Peer) -> None:
+        await peer.join("news")
+
+    server: Node = await node(hub)
+    await hub.to("news").emit("said", "before anyone")
+    async with reconnecting(server) as client:
+        got: list[Any] = []
+        client.on("said", got.append)
+        reconnected = Inbox()
+        client.on("reconnect", reconnected.put)
+        assert client.welcome is not None
+        assert client.welcome.rooms["news"].offset == 1
+        assert client.rooms == {"news"}
+        await server.stop()
+        for n in range(3):
+            await hub.to("news").emit("said", n)
+        await server.start()
+        done: Reconnected = await reconnected.get()
+        assert done.recovered == {"news": True}
+        assert got == [0, 1, 2]  # not the event from before the client came

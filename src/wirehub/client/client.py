@@ -28,7 +28,14 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed as _WsClosed
 
 from wirehub.client import messages
-from wirehub.client.connection import Welcome, closed_from, open_connection, reopen
+from wirehub.client.connection import (
+    TokenSource,
+    Welcome,
+    closed_from,
+    fetch_token,
+    open_connection,
+    reopen,
+)
 from wirehub.client.events import Handler, Reconnected
 from wirehub.client.reconnect import Reconnect
 from wirehub.client.session import DEFAULT, Session, State, _Default
@@ -47,6 +54,10 @@ class Client:
     """A connection to a wirehub event endpoint that survives disconnections.
 
     Keyword-only options: ``token`` (sent as ``Authorization: Bearer``),
+    ``get_token`` (instead of ``token``: a function, sync or async, returning
+    a token; asked before every connection attempt, and again when the
+    server asks for a fresh one before the current one expires, which the
+    client then sends in an ``auth`` message, docs/PROTOCOL.md §13),
     ``headers`` (extra handshake headers), ``reconnect`` (True for the default
     ``Reconnect()`` policy, a ``Reconnect`` to tune it, False to never
     reconnect), ``recover`` (re-join rooms with their last position so missed
@@ -62,6 +73,7 @@ class Client:
         url: str,
         *,
         token: str | None = None,
+        get_token: TokenSource | None = None,
         headers: Mapping[str, str] | None = None,
         reconnect: bool | Reconnect = True,
         recover: bool = True,
@@ -86,11 +98,14 @@ class Client:
             max_size=max_size,
             ssl=ssl,
             proxy=proxy,
+            get_token=get_token,
         )
+        self.get_token = get_token
         self.state = State.CLOSED
         self.welcome: Welcome | None = None
         self._ws: ClientConnection | None = None
         self._session = Session()
+        self._session.on_refresh = self._refresh_requested
         self._rooms: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -316,6 +331,13 @@ class Client:
     def _connection_made(self, ws: ClientConnection, welcome: Welcome) -> None:
         self._ws = ws
         self.welcome = welcome
+        for room, position in welcome.rooms.items():
+            # Rooms the server's connect handler put us in: ours from now on,
+            # re-joined with recovery like the rest. (On a reconnect the ones we
+            # already track keep their older position, so recovery still replays.)
+            if room not in self._rooms:
+                self._rooms.add(room)
+                self._session.streams.joined(room, position)
         self.state = State.OPEN
         logger.info("connected to %s as %s", self.url, welcome.peer)
         self._session.handlers.call("connect")
@@ -377,6 +399,24 @@ class Client:
             self._session.handlers.call("error", exc)
             return False
         return since is not None and bool(ack.get("recovered"))
+
+    def _refresh_requested(self, expires_in: float) -> None:
+        """The server wants a new token within ``expires_in`` seconds (§13)."""
+        if self.get_token is None:
+            logger.warning("the server asks for a fresh token, but no get_token was given")
+            return
+        self._spawn(self._send_token(self.get_token))
+
+    async def _send_token(self, get_token: TokenSource) -> None:
+        try:
+            token = await fetch_token(get_token)
+            await self._request("auth", partial(messages.auth_message, token), DEFAULT)
+        except ConnectionClosed:
+            pass  # the reconnection asks get_token again
+        except Exception as exc:
+            logger.warning("could not refresh the token: %r", exc)
+            if isinstance(exc, EventError):
+                self._session.handlers.call("error", exc)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -12,7 +12,7 @@ import dataclasses
 import itertools
 import logging
 import ssl as _ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -25,9 +25,32 @@ from wirehub.codes import CloseCode, should_reconnect
 from wirehub.exceptions import ConnectionClosed, HandshakeError
 from wirehub.protocol import messages as wire
 
-__all__ = ["IncompatibleServer", "Welcome", "closed_from", "open_connection", "reopen"]
+__all__ = [
+    "IncompatibleServer",
+    "TokenSource",
+    "Welcome",
+    "closed_from",
+    "fetch_token",
+    "open_connection",
+    "reopen",
+]
 
 logger = logging.getLogger("wirehub.client")
+
+TokenSource = Callable[[], str | Awaitable[str]]
+"""``get_token``: returns a token (or an awaitable of one); asked before every connection
+attempt and whenever the server asks for a fresh one."""
+
+
+async def fetch_token(get_token: TokenSource) -> str:
+    """Call ``get_token`` (awaiting it if needed) and check it returned a string."""
+    token = get_token()
+    if not isinstance(token, str):
+        token = await token
+    if not isinstance(token, str) or not token:
+        raise TypeError(f"get_token returned {type(token).__name__}, not a non-empty str")
+    return token
+
 
 # HTTP statuses that another attempt with the same request cannot fix.
 _FINAL_STATUS = frozenset({400, 401, 403, 404, 405, 426})
@@ -41,6 +64,8 @@ class Welcome:
     peer: str
     ping_interval: float | None
     limits: dict[str, int | None]
+    rooms: dict[str, wire.Position] = dataclasses.field(default_factory=dict)
+    """Rooms the server joined us to before welcoming us, with their positions."""
 
     @property
     def max_message_size(self) -> int | None:
@@ -61,6 +86,7 @@ async def open_connection(
     max_size: int | None,
     ssl: _ssl.SSLContext | None,
     proxy: str | None,
+    get_token: TokenSource | None = None,
 ) -> tuple[ClientConnection, Welcome]:
     """Open a WebSocket to ``url`` and wait for ``welcome``, all within ``open_timeout``.
 
@@ -68,6 +94,12 @@ async def open_connection(
     an HTTP error), ``IncompatibleServer``, or ``ConnectionClosed`` when the
     server closed the connection before welcoming it.
     """
+    if get_token is not None:  # a fresh token for every attempt
+        try:
+            token = await fetch_token(get_token)
+        except Exception as exc:
+            raise HandshakeError(f"{url}: could not get a token: {exc!r}") from exc
+        headers = {**headers, "Authorization": f"Bearer {token}"}
     options: dict[str, object] = {}
     if ssl is not None:
         options["ssl"] = ssl
@@ -121,7 +153,7 @@ async def _welcome(ws: ClientConnection, url: str) -> Welcome:
     if message.v != wire.PROTOCOL_VERSION:
         await ws.close(CloseCode.PROTOCOL_ERROR)
         raise IncompatibleServer(f"{url} speaks protocol v{message.v}, not v1")
-    return Welcome(message.v, message.peer, message.ping_interval, message.limits)
+    return Welcome(message.v, message.peer, message.ping_interval, message.limits, message.rooms)
 
 
 async def reopen(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import inspect
 import logging
 import os
 import ssl as _ssl
@@ -33,6 +34,10 @@ from wirehub.protocol.websocket import (
     encode_deflated_frame,
     encode_frame,
 )
+from wirehub.security.admission import Gate
+from wirehub.security.auth import Admission, AuthHook, TokenAuth, authenticate_request
+from wirehub.security.origins import OriginPolicy
+from wirehub.security.ratelimit import PeerLimiter, RateLimits
 
 __all__ = ["Hub", "Target"]
 
@@ -41,6 +46,7 @@ logger = logging.getLogger("wirehub.hub")
 H = TypeVar("H", bound=Callable[..., Any])
 
 JoinAuthorizer = Callable[[Peer, str], Any]  # -> bool or Awaitable[bool]
+EmitAuthorizer = Callable[[Peer, str, Any], Any]  # -> bool or Awaitable[bool]
 
 MAX_HISTORY_REPLAY = 1000
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -59,6 +65,14 @@ class Hub:
             return {"ok": True}
 
         hub.run(port=8000)
+
+    Security keywords (docs/security.md): ``allowed_origins`` (browser
+    origins that may open a WebSocket besides the server's own: exact ones
+    and ``fnmatch`` patterns like ``"https://*.example.com"``, ``["*"]`` for
+    any; by default a cross-origin handshake is refused with 403),
+    ``rate_limits`` (a ``RateLimits``: per peer, per event and per client
+    address; all off by default). ``authenticate``, ``authorize_join`` and
+    ``authorize_emit`` register the hooks.
 
     Keyword-only configuration, grouped: ``limits`` (sizes and counts),
     ``timeouts``, ``compression`` (offer permessage-deflate), ``subprotocols``
@@ -83,6 +97,8 @@ class Hub:
         events_path: str | None = "/ws",
         presence: bool = False,
         slow_consumer: Literal["close", "drop"] = "close",
+        allowed_origins: Iterable[str] | None = None,
+        rate_limits: RateLimits | None = None,
         trusted_proxies: Iterable[str] | None = None,
         api_key: str | None = None,
     ) -> None:
@@ -102,6 +118,16 @@ class Hub:
         self.stats: collections.Counter[str] = collections.Counter()
         self._handlers: dict[str, HandlerSpec] = {}
         self._authorize_join: JoinAuthorizer | None = None
+        self._authorize_emit: EmitAuthorizer | None = None
+        self._authenticate: AuthHook | None = None
+        self._token_auth: TokenAuth | None = None
+        self.rate_limits = rate_limits or RateLimits()
+        self.gate = Gate(
+            origins=OriginPolicy(allowed_origins),
+            rate_limits=self.rate_limits,
+            max_connections=self.limits.max_connections,
+            stats=self.stats,
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         if events_path is not None:
@@ -114,12 +140,13 @@ class Hub:
     # -- routes ------------------------------------------------------------
 
     def websocket(
-        self, path: str, *, subprotocols: list[str] | None = None
+        self, path: str, *, subprotocols: list[str] | None = None, auth: bool = True
     ) -> Callable[[WebSocketHandler], WebSocketHandler]:
         """Register a plain WebSocket endpoint: ``async def handler(ws)``.
 
         The handler runs once per connection. When it returns the connection
         is closed with 1000; if it raises, with 1011 (and the error is logged).
+        The ``authenticate`` hook guards it (``ws.user``) unless ``auth=False``.
         """
 
         def register(handler: WebSocketHandler) -> WebSocketHandler:
@@ -129,6 +156,7 @@ class Hub:
                 subprotocols=subprotocols if subprotocols is not None else self.subprotocols,
                 max_queue=self.limits.max_queued_messages,
                 max_buffered=self.limits.max_buffered,
+                admit=self._admit_plain if auth else None,
             )
             self.router.add_websocket(path, endpoint)
             return handler
@@ -183,6 +211,59 @@ class Hub:
         """
         self._authorize_join = func
         return func
+
+    def authorize_emit(self, func: EmitAuthorizer) -> EmitAuthorizer:
+        """Decorate the hook deciding client emits: ``(peer, event, data) -> bool``.
+
+        It runs after ``data`` was validated, before the handler; False (or
+        an exception, logged) answers ``forbidden`` and the handler does not
+        run. Emits made by the server are never checked.
+        """
+        self._authorize_emit = func
+        return func
+
+    def authenticate(self, hook: AuthHook) -> AuthHook:
+        """Register the hook authenticating WebSocket handshakes: ``(request) -> identity``.
+
+        Sync or async; it runs before the upgrade. ``raise Reject(401, reason)``
+        (or 403) refuses with that HTTP status; the returned identity becomes
+        ``request.user``, ``peer.user`` and ``ws.user``. A ``TokenAuth`` such
+        as ``JWTAuth(...)`` also takes the token from the first message and
+        refreshes it on the event endpoint (docs/security.md).
+        """
+        self._authenticate = hook
+        self._token_auth = hook if isinstance(hook, TokenAuth) else None
+        return hook
+
+    def _admit_events(self, request: Request) -> Admission:
+        if self._authenticate is None:
+            return None
+        return authenticate_request(
+            self._authenticate, request, deferrable=True, stats=self.stats
+        )
+
+    def _admit_plain(self, request: Request) -> Admission:
+        if self._authenticate is None:
+            return None
+        return authenticate_request(
+            self._authenticate, request, deferrable=False, stats=self.stats
+        )
+
+    async def _emit_allowed(self, peer: Peer, event: str, data: Any) -> bool:
+        assert self._authorize_emit is not None
+        try:
+            allowed = self._authorize_emit(peer, event, data)
+            if inspect.isawaitable(allowed):
+                allowed = await allowed
+        except Exception:
+            logger.exception("authorize_emit failed for event %r; refusing", event)
+            allowed = False
+        if not allowed:
+            self.stats["forbidden"] += 1
+        return bool(allowed)
+
+    def _peer_limiter(self) -> PeerLimiter | None:
+        return PeerLimiter(self.rate_limits) if self.rate_limits.per_peer else None
 
     async def emit(
         self, event: str, data: Any = None, *, exclude: Peer | str | None = None
@@ -299,7 +380,11 @@ class Hub:
         sent = 0
         for peer in receivers:  # the hot loop: attribute reads and one call per receiver
             transport = peer.transport
-            if (transport.writing_paused and self._behind(peer, transport)) or peer.id == exclude:
+            if (
+                (transport.writing_paused and self._behind(peer, transport))
+                or peer.id == exclude
+                or not peer._ready  # joined by the connect handler, not welcomed yet
+            ):
                 continue
             transport.send_frame(deflated if transport.shares_deflate else frame)
             sent += 1
@@ -375,6 +460,7 @@ class Hub:
                     ErrorCode.LIMIT_EXCEEDED, f"a peer may be in at most {limit} rooms"
                 )
             if not await self._authorized(peer, room):
+                self.stats["forbidden"] += 1
                 raise EventError(ErrorCode.FORBIDDEN, "not allowed to join this room")
             await self._join(peer, room)
         limit = MAX_HISTORY_REPLAY if since is not None else min(history, MAX_HISTORY_REPLAY)
@@ -387,6 +473,10 @@ class Hub:
             members = self.room(room).members
             answer["members"] = [{"id": p.id, "info": p.info} for p in members]
         return answer
+
+    async def _position(self, room: str) -> wire.Position:
+        """The room's latest position."""
+        return (await self.broker.history(room, None, 0)).position
 
     def _replay(self, peer: Peer, room: str, kept: History) -> None:
         for publication in kept.publications:
@@ -490,6 +580,9 @@ class _EventEndpoint:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+
+    def admit(self, request: Request) -> Admission:
+        return self.hub._admit_events(request)
 
     def open(self, transport: Transport) -> Peer:
         peer = Peer(self.hub, transport)

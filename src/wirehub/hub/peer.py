@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from wirehub.codes import CloseCode, ErrorCode
 from wirehub.exceptions import EventError, Reject
 from wirehub.http.messages import Request
+from wirehub.hub.credentials import Credentials
 from wirehub.hub.eager import run_eagerly
 from wirehub.hub.handlers import HandlerSpec
 from wirehub.hub.transport import Transport
@@ -50,7 +51,7 @@ class Peer:
         self.id = secrets.token_urlsafe(12)
         self.state: dict[str, Any] = {}
         self.info: dict[str, Any] = {}
-        self.user: Any = None
+        self.user: Any = transport.request.user
         self._rooms: set[str] = set()
         self._ready = False  # accepted by the connect handler: messages are dispatched
         self._backlog: collections.deque[Message] = collections.deque()  # not dispatched yet
@@ -58,6 +59,8 @@ class Peer:
         self._reading_paused = False
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._credentials: Credentials | None = None  # with token authentication
+        self._limiter = hub._peer_limiter()  # None unless per-peer rate limits are set
 
     def __repr__(self) -> str:
         return f"<Peer {self.id}>"
@@ -136,7 +139,17 @@ class Peer:
     # -- Session: called by the server -----------------------------------------
 
     def start(self) -> None:
-        """The handshake completed: run the connect handler, then welcome."""
+        """The handshake completed: authenticate (token auth), run the connect handler, welcome."""
+        auth = self.hub._token_auth
+        if auth is not None:
+            self._credentials = Credentials(self, auth)
+            if self.user is None:  # no token in the handshake: the first message brings it
+                self._credentials.wait_first()
+                return
+            self._credentials.schedule()
+        self._begin()
+
+    def _begin(self) -> None:
         handler = self.hub._handlers.get("connect")
         if handler is None:
             self._accept()
@@ -156,10 +169,15 @@ class Peer:
             logger.exception("connect handler failed; closing with 1011")
             self.transport.close(CloseCode.INTERNAL_ERROR, "internal error")
             return
+        if self._closed:
+            return
+        # Rooms the handler joined are announced with their positions, so the
+        # client can recover them after a reconnect like rooms it joined itself.
+        rooms = {name: await self.hub._position(name) for name in sorted(self._rooms)}
         if not self._closed:
-            self._accept()
+            self._accept(rooms)
 
-    def _accept(self) -> None:
+    def _accept(self, rooms: dict[str, wire.Position] | None = None) -> None:
         self.hub.peers[self.id] = self
         limits = self.hub.limits
         self._reply(
@@ -172,6 +190,7 @@ class Peer:
                     "max_rooms": limits.max_rooms_per_peer,
                     "max_pending": limits.max_pending_calls,
                 },
+                rooms or {},
             )
         )
         self._ready = True
@@ -190,15 +209,23 @@ class Peer:
             self.transport.resume_reading()
 
     def message_received(self, message: Message) -> None:
-        if not self._ready or self._backlog:
+        if not self._ready or self._backlog or self._reading_paused:
             # Before the welcome, or while too many handlers are pending: keep
-            # the order, and (past the limit) stop reading the socket.
+            # the order, and (past the limit) stop reading the socket. (Paused
+            # too: the rest of a read that crossed the limit waits its turn.)
+            if self._credentials is not None and self._credentials.waiting:
+                self._credentials.first(message)
+                return
             self._backlog.append(message)
+            if len(self._backlog) >= self.hub.limits.max_queued_messages:
+                self._pause()  # e.g. a flood while the connect handler waits
             return
         self._dispatch(message)
 
     def _dispatch(self, message: Message) -> None:
         self.hub.stats["messages_in"] += 1
+        if self._limiter is not None and self._throttled(message):
+            return
         try:
             request, payload = wire.decode_client(message)
         except wire.DecodeError as exc:
@@ -211,12 +238,16 @@ class Peer:
             self._track(self._on_join(request))
         elif type(request) is wire.Leave:
             self._track(self._on_leave(request))
+        elif type(request) is wire.Auth:
+            self._on_auth(request)
         else:
             self._ack(request.id, None)  # ping
 
     def connection_lost(self, code: int, reason: str) -> None:
         self._closed = True
         self._backlog.clear()
+        if self._credentials is not None:
+            self._credentials.cancel()
         self.hub._peer_gone(self, DisconnectReason(code, reason))
 
     # -- dispatch --------------------------------------------------------------
@@ -226,8 +257,17 @@ class Peer:
         if spec is None or request.event in ("connect", "disconnect"):
             self._error(request.id, ErrorCode.UNKNOWN_EVENT, f"no handler for {request.event!r}")
             return
+        if self._limiter is not None:
+            wait = self._limiter.event(request.event)
+            if wait:
+                self._rate_limited(request.id, wait)
+                return
         try:
             data = spec.decode(request.data, payload)
+            if self.hub._authorize_emit is not None:
+                checked = self._checked_emit(spec, request, data)
+                self._track(checked, lambda value, error: self._answer(request, value, error))
+                return
             result = spec.func(self, data) if spec.takes_data else spec.func(self)
         except Exception as exc:
             self._answer(request, None, exc)
@@ -254,9 +294,8 @@ class Peer:
             return
         self._pending += 1
         limit = self.hub.limits.max_pending_calls
-        if limit is not None and self._pending >= limit and not self._reading_paused:
-            self._reading_paused = True
-            self.transport.pause_reading()
+        if limit is not None and self._pending >= limit:
+            self._pause()
         self._tasks.add(task)
         task.add_done_callback(self._untrack)
 
@@ -278,8 +317,58 @@ class Peer:
             self._ack(request.id, answer)
 
     async def _on_leave(self, request: wire.Leave) -> None:
-        await self.hub._leave(self, request.room)
-        self._ack(request.id, None)
+        try:
+            await self.hub._leave(self, request.room)
+        except Exception:
+            logger.exception("leave of %r failed", request.room)
+            self._error(request.id, ErrorCode.INTERNAL_ERROR, "internal error")
+        else:
+            self._ack(request.id, None)
+
+    def _pause(self) -> None:
+        if not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    # -- security: emit authorization, token refresh, rate limits ---------------
+
+    async def _checked_emit(self, spec: HandlerSpec, request: wire.Emit, data: Any) -> Any:
+        if not await self.hub._emit_allowed(self, request.event, data):
+            raise EventError(ErrorCode.FORBIDDEN, "not allowed to emit this event")
+        result = spec.func(self, data) if spec.takes_data else spec.func(self)
+        return await result if spec.is_async else result
+
+    def _on_auth(self, request: wire.Auth) -> None:
+        if self._credentials is None:
+            message = "this server takes no tokens in messages"
+            self._error(request.id, ErrorCode.BAD_MESSAGE, message)
+        else:
+            self._credentials.refreshed(request)
+
+    def _throttled(self, message: Message) -> bool:
+        """Count ``message`` against the peer's limits; True when it is refused."""
+        assert self._limiter is not None
+        if self._limiter.closing:
+            return True  # closing for abuse: the rest is not even answered
+        wait = self._limiter.message(message)
+        if not wait:
+            return False
+        try:
+            request_id = wire.decode_client(message)[0].id
+        except wire.DecodeError:
+            request_id = None
+        self._rate_limited(request_id, wait)
+        return True
+
+    def _rate_limited(self, request_id: int | None, wait: float) -> None:
+        assert self._limiter is not None
+        self.hub.stats["rate_limited"] += 1
+        details = {"retry_after": round(wait, 3)}
+        self._error(request_id, ErrorCode.RATE_LIMITED, "rate limit exceeded", details)
+        if self._limiter.strike():
+            self.hub.stats["rate_limit_closes"] += 1
+            logger.warning("peer %s keeps exceeding its rate limits; closing with 4029", self.id)
+            self.transport.close(CloseCode.RATE_LIMITED, "rate limit exceeded repeatedly")
 
 
 def _ignore(value: Any, error: BaseException | None) -> None:

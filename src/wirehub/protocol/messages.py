@@ -5,8 +5,8 @@ Every message is one WebSocket message. JSON messages are text frames with a
 big-endian length N, N bytes of the JSON header (the same message without
 ``data``), then the payload bytes.
 
-Client → server: ``emit``, ``join``, ``leave``, ``ping``.
-Server → client: ``welcome``, ``event``, ``ack``, ``error``, ``presence``.
+Client → server: ``emit``, ``join``, ``leave``, ``ping``, ``auth``.
+Server → client: ``welcome``, ``event``, ``ack``, ``error``, ``presence``, ``refresh``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import msgspec
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "Auth",
     "ClientMessage",
     "DecodeError",
     "Emit",
@@ -25,6 +26,7 @@ __all__ = [
     "Leave",
     "Ping",
     "Position",
+    "Refresh",
     "ServerMessage",
     "decode_client",
     "decode_server",
@@ -60,7 +62,7 @@ class Position(msgspec.Struct, frozen=True):
 # -- client → server ---------------------------------------------------------
 
 
-class Emit(msgspec.Struct, tag="emit", tag_field="type"):
+class Emit(msgspec.Struct, tag="emit", tag_field="type", omit_defaults=True):
     """Send an event to the server; with ``id``, the server answers ``ack`` or ``error``."""
 
     event: str
@@ -68,7 +70,7 @@ class Emit(msgspec.Struct, tag="emit", tag_field="type"):
     id: int | None = None
 
 
-class Join(msgspec.Struct, tag="join", tag_field="type"):
+class Join(msgspec.Struct, tag="join", tag_field="type", omit_defaults=True):
     """Ask to join a room.
 
     ``since`` asks for the events missed after that position (recovery);
@@ -81,18 +83,26 @@ class Join(msgspec.Struct, tag="join", tag_field="type"):
     history: int = 0
 
 
-class Leave(msgspec.Struct, tag="leave", tag_field="type"):
+class Leave(msgspec.Struct, tag="leave", tag_field="type", omit_defaults=True):
     room: str
     id: int | None = None
 
 
-class Ping(msgspec.Struct, tag="ping", tag_field="type"):
+class Ping(msgspec.Struct, tag="ping", tag_field="type", omit_defaults=True):
     """Application-level ping (browsers cannot send WebSocket pings); answered by ``ack``."""
 
     id: int | None = None
 
 
-ClientMessage = Emit | Join | Leave | Ping
+class Auth(msgspec.Struct, tag="auth", tag_field="type"):
+    """A token: the first message when the handshake carried none, or a fresh one
+    answering ``refresh`` (PROTOCOL.md §13). With ``id``, acknowledged."""
+
+    token: str
+    id: int | None = None
+
+
+ClientMessage = Emit | Join | Leave | Ping | Auth
 
 # -- server → client ---------------------------------------------------------
 
@@ -102,6 +112,7 @@ class Welcome(msgspec.Struct, tag="welcome", tag_field="type"):
     peer: str
     ping_interval: float | None
     limits: dict[str, int | None]
+    rooms: dict[str, Position] = {}  # rooms the server joined it to, with positions
 
 
 class Event(msgspec.Struct, tag="event", tag_field="type", omit_defaults=True):
@@ -130,7 +141,13 @@ class Presence(msgspec.Struct, tag="presence", tag_field="type", omit_defaults=T
     left: dict[str, Any] | None = None
 
 
-ServerMessage = Welcome | Event | Ack | Error | Presence
+class Refresh(msgspec.Struct, tag="refresh", tag_field="type"):
+    """The token expires in ``expires_in`` seconds: send a new one (an ``auth``) before that."""
+
+    expires_in: float
+
+
+ServerMessage = Welcome | Event | Ack | Error | Presence | Refresh
 
 
 def _enc_hook(obj: Any) -> Any:
