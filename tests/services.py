@@ -9,6 +9,7 @@ gives no event when it starts listening.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shutil
 import signal
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import UNIT
+UNIT = float(os.environ.get("WIREHUB_TEST_UNIT", "1.0"))  # conftest.UNIT (which imports us)
 
 __all__ = [
     "RedisServer",
@@ -103,8 +104,11 @@ class RedisServer:
         )
         log.close()
         deadline = time.monotonic() + START
-        wait_listening(self.port, self.process)
-        while redis_command(self.port, "PING") != b"+PONG\r\n":
+        while True:
+            wait_listening(self.port, self.process)
+            with contextlib.suppress(OSError):
+                if redis_command(self.port, "PING") == b"+PONG\r\n":
+                    return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"redis on {self.port} never answered PING")
             time.sleep(0.01)
@@ -174,11 +178,14 @@ def redis_cluster() -> Iterator[list[RedisServer]]:
     with contextlib.ExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wirehub-rc-")))
         nodes: list[RedisServer] = []
+        bus = [free_port() for _ in range(3)]  # by default port + 10000: maybe past 65535
         for i in range(3):
             (directory / str(i)).mkdir()
             node = RedisServer(
                 directory / str(i),
                 None,
+                "--cluster-port",
+                str(bus[i]),
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
@@ -195,7 +202,8 @@ def redis_cluster() -> Iterator[list[RedisServer]]:
                 b"+OK\r\n"
             )
         for node in nodes[1:]:
-            redis_command(node.port, "CLUSTER", "MEET", "127.0.0.1", str(nodes[0].port))
+            meet = ("CLUSTER", "MEET", "127.0.0.1", str(nodes[0].port), str(bus[0]))
+            assert redis_command(node.port, *meet) == b"+OK\r\n"
         deadline = time.monotonic() + START
         for node in nodes:
             while b"cluster_state:ok" not in redis_command(node.port, "CLUSTER", "INFO") or (

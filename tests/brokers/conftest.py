@@ -43,16 +43,21 @@ class Recorder:
 Start = Callable[..., Any]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def start(request: pytest.FixtureRequest) -> AsyncIterator[Start]:
     """``await start(**options)`` → ``(broker, recorder)``, a started node; all share one Redis.
 
-    Parametrized over every broker: the contract holds for each.
+    Parametrized over every broker: the contract holds for each (``RedisBroker`` on
+    one redis-server, and with ``cluster=True`` on a 3-primary Redis Cluster).
     """
     kind = request.param
     stack = contextlib.AsyncExitStack()
     if kind == "redis":
         url = request.getfixturevalue("redis_url")
+    elif kind == "redis-cluster":
+        url = request.getfixturevalue("redis_cluster")[0].url
+        options_default = {"cluster": True}
+    if kind != "memory":
         prefix = request.getfixturevalue("prefix")
 
     async def start_(**options: Any) -> tuple[Broker, Recorder]:
@@ -64,6 +69,8 @@ async def start(request: pytest.FixtureRequest) -> AsyncIterator[Start]:
         else:
             from wirehub.brokers.redis import RedisBroker
 
+            if kind == "redis-cluster":
+                options = {**options_default, **options}
             broker = RedisBroker(url, prefix=prefix, **options)
         recorder = Recorder()
         await broker.start(recorder)

@@ -145,6 +145,9 @@ class RedisBroker:
         self._accepting = False  # subscribe()/unsubscribe() go straight to the subscribers
         self._usable = False  # connected and no fault seen: publish through Redis
         self._fault: asyncio.Future[BaseException] | None = None
+        # At most max_connections commands in flight: redis-py's cluster pools
+        # raise rather than wait when they run out.
+        self._commands = asyncio.Semaphore(max_connections)
         self._settled: asyncio.Event | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._undeliverable = 0
@@ -204,10 +207,12 @@ class RedisBroker:
                     sharded=self.cluster,
                 )
                 key = room_channel(self.prefix, publication.room)
-                return parse_position(await self._publish(keys=[key], args=args))
+                async with self._commands:
+                    return parse_position(await self._publish(keys=[key], args=args))
             command = "SPUBLISH" if self.cluster else "PUBLISH"
             channel = channel_of(self.prefix, publication)
-            await self._client.execute_command(command, channel, encode(publication))
+            async with self._commands:
+                await self._client.execute_command(command, channel, encode(publication))
             return None
         except _UNREACHABLE as exc:
             self._lost(exc)
@@ -254,12 +259,9 @@ class RedisBroker:
 
     async def _history_remote(self, room: str, since: Position | None, limit: int) -> History:
         try:
-            reply = await self._history(
-                keys=[room_channel(self.prefix, room)],
-                args=history_args(
-                    since, limit, epoch=secrets.token_urlsafe(6), ttl=self.history_ttl
-                ),
-            )
+            args = history_args(since, limit, epoch=secrets.token_urlsafe(6), ttl=self.history_ttl)
+            async with self._commands:
+                reply = await self._history(keys=[room_channel(self.prefix, room)], args=args)
             position, publications, recovered = parse_history(reply, since)
             return History(position, publications, recovered)
         except _UNREACHABLE as exc:

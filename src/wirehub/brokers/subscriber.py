@@ -50,6 +50,7 @@ class Subscriber:
         self.on_message = on_message
         self.keepalive = keepalive
         self.timeout = timeout
+        self.sharded = sharded
         self._subscribe = "SSUBSCRIBE" if sharded else "SUBSCRIBE"
         self._unsubscribe = "SUNSUBSCRIBE" if sharded else "UNSUBSCRIBE"
         self.channels: set[str] = set()
@@ -90,7 +91,7 @@ class Subscriber:
             self._waiters.setdefault(name.encode(), collections.deque()).append(waiter)
             waiters.append(waiter)
         self.channels.update(names)
-        await self._send(self._subscribe, *names)
+        await self._send_each(self._subscribe, names)
         try:
             async with asyncio.timeout(self.timeout):
                 results = await asyncio.gather(*waiters)
@@ -106,7 +107,7 @@ class Subscriber:
             return
         self.channels.difference_update(names)
         self._leaving.update(name.encode() for name in names)
-        await self._send(self._unsubscribe, *names)
+        await self._send_each(self._unsubscribe, names)
 
     async def close(self) -> None:
         """Stop reading and close the connection; idempotent."""
@@ -120,6 +121,13 @@ class Subscriber:
         await self._disconnect()
 
     # -- internals -------------------------------------------------------------
+
+    async def _send_each(self, command: str, channels: list[str]) -> None:
+        if self.sharded:  # shard channels of one command must share a slot: one each
+            for channel in channels:
+                await self._send(command, channel)
+        else:
+            await self._send(command, *channels)
 
     async def _send(self, *args: str) -> None:
         # One command at a time, in call order: a subscribe following an
@@ -144,6 +152,8 @@ class Subscriber:
             self._fail(exc)
 
     def _handle(self, reply: Any) -> None:
+        if isinstance(reply, Exception):  # an error reply: Redis refused a command
+            raise reply
         if not isinstance(reply, list) or not reply:
             return
         kind = reply[0]
@@ -180,6 +190,7 @@ class Subscriber:
 
     def _fail(self, exc: BaseException) -> None:
         if not self.closed.done():
+            logger.debug("pub/sub connection closed: %r", exc)
             self.closed.set_result(exc)
         for waiters in self._waiters.values():
             for waiter in waiters:
