@@ -23,6 +23,7 @@ LAYER_OF = {
     "protocol": "protocol",
     "http": "http",
     "brokers": "brokers",
+    "security": "security",
     "hub": "hub",
     "client": "client",
     "server": "server",
@@ -37,13 +38,16 @@ ALLOWED = {
     "protocol": {"base", "protocol"},
     "http": {"base", "http", "protocol"},
     "brokers": {"base", "protocol", "http", "brokers"},
-    "hub": {"base", "protocol", "http", "brokers", "hub"},
+    # Auth, origins and rate limits: sans-I/O policy the hub and the server apply.
+    "security": {"base", "protocol", "http", "security"},
+    "hub": {"base", "protocol", "http", "brokers", "security", "hub"},
     # The Python client is protocol plus a connection: never the hub or the server.
     "client": {"base", "protocol", "client"},
-    "server": {"base", "protocol", "http", "brokers", "hub", "server"},
-    "cli": {"base", "protocol", "http", "brokers", "hub", "client", "server", "cli", "root"},
+    "server": {"base", "protocol", "http", "brokers", "security", "hub", "server"},
+    "cli": {"base", "protocol", "http", "brokers", "security", "hub", "client", "server", "cli"}
+    | {"root"},
     # ``import wirehub`` must not load the server or the CLI.
-    "root": {"base", "protocol", "http", "brokers", "hub", "client"},
+    "root": {"base", "protocol", "http", "brokers", "security", "hub", "client"},
 }
 
 # Function-local imports that go up a layer on purpose, each documented at its site.

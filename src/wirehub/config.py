@@ -41,6 +41,9 @@ class Limits:
     max_pending_calls: int | None = 64
     """Handlers of one peer still waiting on something; past this, the server stops
     reading that peer's socket until some finish (flow control, nothing dropped)."""
+    max_connections: int | None = 25_000
+    """WebSockets open at once on one server (each costs a socket and some memory);
+    one more handshake is answered 503 before the upgrade."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -55,6 +58,9 @@ class Timeouts:
     """How often the server pings an idle-or-not WebSocket."""
     ping_timeout: float | None = 20.0
     """A WebSocket that sends nothing (not even the pong) for this long after a ping is closed."""
+    auth: float | None = 10.0
+    """With token authentication, a handshake without a token must send its ``auth``
+    message within this (else close 4001); also bounds an async authentication hook."""
     close: float = 5.0
     """How long to wait for the client's close frame before dropping TCP."""
     shutdown: float = 10.0

@@ -131,7 +131,7 @@ async def test_handler_crash_is_contained(caplog: pytest.LogCaptureFixture) -> N
     ("event", "data", "path"),
     [
         ("say", {"text": 5}, "$.text"),
-        ("say", {}, "$"),
+        ("say", {}, "$.text"),  # a missing field: its path
         ("move", {"x": 1, "y": "2"}, "$.y"),
         ("note", {"title": None}, "$.title"),
         ("add", [1, "x"], "$[1]"),

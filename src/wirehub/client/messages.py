@@ -10,7 +10,14 @@ from typing import Any
 
 from wirehub.protocol import messages as wire
 
-__all__ = ["emit_message", "encode", "join_message", "leave_message", "ping_message"]
+__all__ = [
+    "auth_message",
+    "emit_message",
+    "encode",
+    "join_message",
+    "leave_message",
+    "ping_message",
+]
 
 
 def emit_message(event: str, data: Any, id: int | None) -> dict[str, Any] | bytes:
@@ -43,6 +50,11 @@ def leave_message(room: str, id: int) -> dict[str, Any]:
 def ping_message(id: int) -> dict[str, Any]:
     """An application ``ping`` request."""
     return {"type": "ping", "id": id}
+
+
+def auth_message(token: str, id: int) -> dict[str, Any]:
+    """An ``auth`` request: a fresh token, answering the server's ``refresh`` (§13)."""
+    return {"type": "auth", "token": token, "id": id}
 
 
 def encode(message: dict[str, Any] | bytes) -> bytes:

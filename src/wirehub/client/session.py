@@ -11,6 +11,7 @@ import asyncio
 import enum
 import itertools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from wirehub.client.events import LIFECYCLE, EventInfo, Handlers, PresenceChange
@@ -50,6 +51,8 @@ class Session:
         self.streams: Streams[_Item] = Streams()
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[Any], str | None]] = {}
+        self.on_refresh: Callable[[float], None] | None = None
+        """Called with ``expires_in`` when the server asks for a new token (``refresh``)."""
 
     # -- requests --------------------------------------------------------------
 
@@ -103,6 +106,9 @@ class Session:
         elif type(message) is wire.Presence:
             change = PresenceChange(message.room, message.joined, message.left)
             self.handlers.call("presence", change)
+        elif type(message) is wire.Refresh:
+            if self.on_refresh is not None:
+                self.on_refresh(message.expires_in)
         else:
             logger.warning("ignoring an unexpected %s message", type(message).__name__.lower())
 

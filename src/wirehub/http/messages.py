@@ -38,6 +38,8 @@ class Request:
     scheme: str = "http"
     body: bytes = b""
     keep_alive: bool = True
+    user: Any = None
+    """The identity the hub's authentication hook gave this handshake (``hub.authenticate``)."""
     trusted_proxies: TrustedProxies | None = dataclasses.field(default=None, repr=False)
 
     @functools.cached_property

@@ -2,14 +2,19 @@
 
 A handler's second parameter's annotation is its data type. Data is decoded
 straight from the raw JSON into that type with msgspec (Structs, dataclasses,
-TypedDicts, builtins) or pydantic (models, when installed), so invalid data
-is refused with the path of the bad field and the handler never runs.
+TypedDicts, builtins) or pydantic (models, and types built from them such as
+``list[Model]``, when installed), so invalid data is refused with the path of
+the bad field and the handler never runs. The decoder is built once, when the
+handler is registered; a type neither library can validate is a
+``ConfigError`` then, not an error per message.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
+import re
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -34,9 +39,11 @@ class HandlerSpec:
     takes_data: bool
     data_type: Any  # _NO_TYPE: plain JSON (Any)
     is_async: bool
+    validate: Callable[[msgspec.Raw], Any] | None = None  # None: plain JSON
 
     @classmethod
-    def inspect(cls, func: Handler) -> HandlerSpec:
+    def inspect(cls, func: Handler, *, data: bool = True) -> HandlerSpec:
+        """Read ``func``'s signature; ``data=False`` for lifecycle hooks (no data to validate)."""
         try:
             params = list(inspect.signature(func).parameters.values())
         except (TypeError, ValueError):
@@ -53,7 +60,9 @@ class HandlerSpec:
             data_type = hints.get(positional[1].name, _NO_TYPE)
             if data_type is Any:
                 data_type = _NO_TYPE
-        return cls(func, len(positional) == 2, data_type, inspect.iscoroutinefunction(func))
+        is_async = inspect.iscoroutinefunction(func)
+        validate = _validator(data_type, func) if data else None
+        return cls(func, len(positional) == 2, data_type, is_async, validate)
 
     def decode(self, raw: msgspec.Raw, payload: bytes | None) -> Any:
         """The handler's data from the message; raises ``EventError(invalid_data)``."""
@@ -63,24 +72,83 @@ class HandlerSpec:
             raise EventError(ErrorCode.INVALID_DATA, "this event does not take binary data")
         if not raw:
             raw = msgspec.Raw(b"null")
-        if self.data_type is _NO_TYPE:
+        if self.validate is None:
             return msgspec.json.decode(raw)
-        validate = getattr(self.data_type, "model_validate_json", None)
-        if validate is not None:  # a pydantic model
-            return _pydantic(validate, raw)
-        try:
-            return msgspec.json.decode(raw, type=self.data_type)
-        except msgspec.ValidationError as exc:
-            raise _invalid(str(exc)) from None
+        return self.validate(raw)
+
+
+def _validator(data_type: Any, func: Handler) -> Callable[[msgspec.Raw], Any] | None:
+    """The function turning raw JSON into ``data_type``, built once per handler."""
+    if data_type is _NO_TYPE:
+        return None
+    validate = getattr(data_type, "model_validate_json", None)
+    if validate is not None:  # a pydantic model
+        return functools.partial(_pydantic, validate)
+    try:
+        custom = _custom_types(msgspec.inspect.type_info(data_type))
+        decoder = msgspec.json.Decoder(data_type)
+    except TypeError as exc:
+        custom, problem = [data_type], str(exc)
+    else:
+        problem = f"msgspec cannot decode {', '.join(sorted(map(repr, custom)))}"
+    if custom:  # classes msgspec cannot build, e.g. list[SomePydanticModel]
+        adapter = _pydantic_adapter(data_type)
+        if adapter is None:
+            raise ConfigError(f"cannot validate data of type {data_type!r} for {func!r}: {problem}")
+        return functools.partial(_pydantic, adapter.validate_json)
+    return functools.partial(_msgspec, decoder)
+
+
+def _custom_types(info: msgspec.inspect.Type, seen: set[int] | None = None) -> list[Any]:
+    """The classes in a type that msgspec would only decode with a ``dec_hook``."""
+    seen = set() if seen is None else seen
+    if id(info) in seen:  # recursive Structs
+        return []
+    seen.add(id(info))
+    if isinstance(info, msgspec.inspect.CustomType):
+        return [info.cls]
+    found: list[Any] = []
+    for name in ("item_type", "key_type", "value_type"):
+        child = getattr(info, name, None)
+        if isinstance(child, msgspec.inspect.Type):
+            found += _custom_types(child, seen)
+    for child in getattr(info, "types", ()) or ():
+        found += _custom_types(child, seen)
+    for field in getattr(info, "fields", ()) or ():
+        found += _custom_types(field.type, seen)
+    return found
+
+
+def _pydantic_adapter(data_type: Any) -> Any:
+    try:
+        import pydantic
+    except ImportError:
+        return None
+    try:
+        return pydantic.TypeAdapter(data_type)
+    except Exception:
+        return None
+
+
+def _msgspec(decoder: msgspec.json.Decoder[Any], raw: msgspec.Raw) -> Any:
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise _invalid(str(exc)) from None
+
+
+_MISSING = re.compile(r"Object missing required field `(.+)`")
 
 
 def _invalid(text: str) -> EventError:
     # msgspec says "Expected `str`, got `int` - at `$.text`"
     message, _, path = text.partition(" - at ")
-    details = {"path": path.strip("`") or "$", "error": message}
-    return EventError(
-        ErrorCode.INVALID_DATA, f"invalid data at {details['path']}: {message}", details
-    )
+    path = path.strip("`") or "$"
+    missing = _MISSING.fullmatch(message)
+    if missing:  # point at the field itself, as pydantic does
+        path = f"{path}.{missing.group(1)}"
+    details = {"path": path, "error": message}
+    return EventError(ErrorCode.INVALID_DATA, f"invalid data at {path}: {message}", details)
 
 
 def _pydantic(validate: Callable[[bytes], Any], raw: msgspec.Raw) -> Any:

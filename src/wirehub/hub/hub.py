@@ -198,7 +198,8 @@ class Hub:
         def register(handler: H) -> H:
             if event in self._handlers:
                 raise ConfigError(f"a handler for {event!r} already exists")
-            self._handlers[event] = HandlerSpec.inspect(handler)
+            lifecycle = event in ("connect", "disconnect")  # their 2nd argument is not data
+            self._handlers[event] = HandlerSpec.inspect(handler, data=not lifecycle)
             return handler
 
         return register

@@ -7,9 +7,10 @@ these, never a socket, so it can be tested and reused without the server.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Protocol
 
-from wirehub.http.messages import Request
+from wirehub.http.messages import Request, Response
 from wirehub.protocol.websocket import Message
 
 __all__ = ["Endpoint", "Session", "Transport"]
@@ -69,6 +70,14 @@ class Endpoint(Protocol):
     """What a WebSocket route points at."""
 
     subprotocols: list[str] | None
+
+    def admit(self, request: Request) -> Response | Awaitable[Response | None] | None:
+        """Called before the upgrade, once the server's own checks passed (``Gate``).
+
+        None lets the handshake go on; a ``Response`` refuses it (401, 403…).
+        An awaitable (an async authentication hook) is awaited first, with
+        the socket's reading paused. It may set ``request.user``.
+        """
 
     def open(self, transport: Transport) -> Session:
         """A client completed the handshake on this route."""

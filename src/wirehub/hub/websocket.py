@@ -6,10 +6,11 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
 
 from wirehub.codes import CloseCode
 from wirehub.exceptions import ConnectionClosed, Reject
-from wirehub.http.messages import Request
+from wirehub.http.messages import Request, Response
 from wirehub.hub.transport import Transport
 from wirehub.protocol.websocket import (
     COMPRESSION_THRESHOLD,
@@ -54,6 +55,11 @@ class WebSocket:
     def subprotocol(self) -> str | None:
         """The negotiated subprotocol, or None."""
         return self._transport.subprotocol
+
+    @property
+    def user(self) -> Any:
+        """The identity the hub's ``authenticate`` hook gave this connection (None without one)."""
+        return self._transport.request.user
 
     @property
     def closed(self) -> bool:
@@ -168,13 +174,19 @@ class PlainEndpoint:
         subprotocols: list[str] | None,
         max_queue: int,
         max_buffered: int,
+        admit: Callable[[Request], Response | Awaitable[Response | None] | None] | None = None,
     ) -> None:
+        self._admit = admit
         self.max_buffered = max_buffered
         self.path = path
         self.handler = handler
         self.subprotocols = subprotocols
         self.max_queue = max_queue
         self.tasks: set[asyncio.Task[None]] = set()
+
+    def admit(self, request: Request) -> Response | Awaitable[Response | None] | None:
+        """The hub's authentication, unless the route was registered with ``auth=False``."""
+        return None if self._admit is None else self._admit(request)
 
     def open(self, transport: Transport) -> WebSocket:
         ws = WebSocket(transport, max_queue=self.max_queue, max_buffered=self.max_buffered)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, cast
 
 from wirehub.codes import CloseCode
@@ -54,6 +55,8 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._rx = False  # any bytes received since the last ping
         self._lost = False
+        self._admitted: Request | None = None  # let through by the hub's Gate: release it
+        self._early: list[bytes] | None = None  # bytes read while an admission check runs
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -79,6 +82,9 @@ class Connection(asyncio.Protocol):
             self._rx = True
             self._websocket_data(data)
             return
+        if self._early is not None:  # the handshake's admission is still running
+            self._early.append(data)
+            return
         had_head = self.parser.in_progress
         for request in self.parser.feed(data):
             self._http_request(request)
@@ -98,6 +104,9 @@ class Connection(asyncio.Protocol):
         self._open = False
         self._cancel_timer()
         self.server.connections.discard(self)
+        if self._admitted is not None:
+            self.hub.gate.release(self._admitted)
+            self._admitted = None
         for waiter in self._drain_waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -227,6 +236,60 @@ class Connection(asyncio.Protocol):
             response.headers.append(("Upgrade", "websocket"))
             self._write_response(response, keep_alive=False)
             return
+        # Before the upgrade: the hub's Gate (origin, capacity, per-address
+        # limits), then the endpoint's own check (authentication).
+        refusal = self.hub.gate.admit(request)
+        if refusal is not None:
+            self._write_response(refusal, keep_alive=False)
+            return
+        self._admitted = request
+        verdict = endpoint.admit(request)
+        if verdict is None:
+            self._accept(endpoint, request)
+        elif isinstance(verdict, Response):
+            self._write_response(verdict, keep_alive=False)
+        else:
+            self._admit_later(endpoint, request, verdict)
+
+    def _admit_later(
+        self, endpoint: Endpoint, request: Request, pending: Awaitable[Response | None]
+    ) -> None:
+        """Await an async admission check (an auth hook) with reading paused."""
+        assert self.transport is not None
+        self._busy = True  # like an async HTTP handler: shutdown lets it finish
+        self._early = []
+        self.transport.pause_reading()
+        task = self.loop.create_task(self._await_admission(endpoint, request, pending))
+        self.server.tasks.add(task)
+        task.add_done_callback(self.server.tasks.discard)
+
+    async def _await_admission(
+        self, endpoint: Endpoint, request: Request, pending: Awaitable[Response | None]
+    ) -> None:
+        try:
+            async with asyncio.timeout(self.hub.timeouts.auth):
+                response = await pending
+        except TimeoutError:
+            logger.warning("authentication of %s did not finish in time", request.client)
+            response = Response.error(503, "authentication did not finish in time")
+        except Exception:
+            logger.exception("the admission check of %s failed", request.path)
+            response = Response.error(500)
+        self._busy = False
+        if self._lost:
+            return
+        if response is None and self.server.closing:
+            response = Response.error(503, "server shutting down")
+        if response is not None:
+            self._early = None
+            self._write_response(response, keep_alive=False)
+            return
+        assert self.transport is not None
+        self.transport.resume_reading()
+        self._accept(endpoint, request)
+
+    def _accept(self, endpoint: Endpoint, request: Request) -> None:
+        """Complete the handshake (101, or the engine's 400) and open the session."""
         ws = WebSocketProtocol(
             max_message_size=self.hub.limits.max_message_size,
             compression=self.hub.compression,
@@ -243,8 +306,10 @@ class Connection(asyncio.Protocol):
         self.shares_deflate = ws.shares_deflate
         self.session = endpoint.open(self)
         self._schedule_ping()
-        if self.parser.upgrade_data:
-            self.data_received(self.parser.upgrade_data)
+        early = (self.parser.upgrade_data or b"") + b"".join(self._early or ())
+        self._early = None
+        if early:
+            self.data_received(early)
 
     def _websocket_data(self, data: bytes) -> None:
         assert self.ws is not None
