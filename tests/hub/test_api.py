@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from tests.apps.nodes import make_hub
+from tests.brokers.test_emitter import run_script
 from tests.conftest import RawResponse, http, serve
 from tests.hub.wire import WireClient, expect_nothing
 from wirehub import ConfigError, Hub, Limits
+from wirehub.brokers.redis import RedisBroker
 
 KEY = "s3cret-key"
 
@@ -115,3 +117,34 @@ def test_empty_api_key_is_refused() -> None:
     """``Hub(api_key="")`` raises ConfigError rather than accepting ``Bearer ``."""
     with pytest.raises(ConfigError):
         Hub(api_key="")
+
+
+async def test_post_from_another_process_reaches_a_client_on_another_node(
+    redis_url: str, prefix: str
+) -> None:
+    """A separate process POSTs to node A; a client of node B (same Redis) gets the event."""
+    async with (
+        serve(make_hub("a", api_key=KEY, broker=RedisBroker(redis_url, prefix=prefix))) as a,
+        serve(make_hub("b", broker=RedisBroker(redis_url, prefix=prefix))) as b,
+        await WireClient.open(b.ws("/ws")) as on_b,
+    ):
+        output = await run_script(
+            f"""
+            import json, urllib.request
+
+            request = urllib.request.Request(
+                "{a.url}/api/emit",
+                data=json.dumps({{"event": "alert", "data": [1, 2], "room": "lobby"}}).encode(),
+                headers={{"Authorization": "Bearer {KEY}", "Content-Type": "application/json"}},
+            )
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({{}}))
+            with opener.open(request) as response:
+                print(response.status, response.read().decode())
+            """
+        )
+        status, _, body = output.strip().partition(" ")
+        assert status == "200"
+        answer = json.loads(body)
+        message = await on_b.recv()
+        assert (message["event"], message["data"]) == ("alert", [1, 2])
+        assert (message["epoch"], message["offset"]) == (answer["epoch"], answer["offset"])
