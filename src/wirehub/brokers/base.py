@@ -66,6 +66,13 @@ class Broker(Protocol):
     - Presence publications carry no position and are not kept.
     - A publication is delivered to a node only if it subscribed to the room
       (room publications) — global and direct ones reach every node.
+    - ``subscribe``/``unsubscribe`` calls are counted per room: the room is
+      subscribed while there were more subscribes than unsubscribes, so calls
+      that overlap (a leave finishing after the next join) end right.
+
+    The hub may call these methods outside any asyncio Task (it steps event
+    handlers eagerly, see hub/eager.py): an implementation that needs one
+    (for ``asyncio.timeout``, or a client library that does) creates it.
     """
 
     async def start(self, listener: BrokerListener) -> None:
