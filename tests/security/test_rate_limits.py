@@ -9,7 +9,7 @@ from typing import Any
 from tests.conftest import UNIT, connect, serve
 from tests.hub.wire import WireClient, expect_nothing
 from tests.security.conftest import closed_with, handshake_status
-from wirehub import Hub, Peer
+from wirehub import Hub, Peer, Timeouts
 from wirehub.security import Rate, RateLimits
 
 SLOW = Rate(1, per=3600.0)
@@ -84,11 +84,13 @@ async def test_per_event_override() -> None:
 async def test_sustained_abuse_closes_4029() -> None:
     """A peer that keeps going past its limits is closed with 4029 and counted."""
     limits = RateLimits(messages=Rate(5, per=30.0), strikes=Rate(3, per=30.0))
-    hub = limited_hub(limits)
+    hub = limited_hub(limits, timeouts=Timeouts(close=UNIT / 4))
     async with serve(hub) as served, connect(served.ws("/ws")) as ws:
         for i in range(50):
             await ws.send(json.dumps({"type": "emit", "event": "work", "data": i}))
-        code, reason = await closed_with(ws)
+        # The server stops reading an abuser, so it does not see the client's answer
+        # to its close frame: the close timeout ends the TCP connection.
+        code, reason = await closed_with(ws, 2 * UNIT)
         assert code == 4029 and "rate limit" in reason
     assert hub.stats["rate_limit_closes"] == 1
     assert hub.state == [0, 1, 2, 3, 4]  # type: ignore[attr-defined]

@@ -349,7 +349,10 @@ class Peer:
         """Count ``message`` against the peer's limits; True when it is refused."""
         assert self._limiter is not None
         if self._limiter.closing:
-            return True  # closing for abuse: the rest is not even answered
+            # Closing for abuse: the rest is not even answered, and the socket is
+            # not read any more (the close timeout cuts it): no CPU for a flooder.
+            self.transport.pause_reading()
+            return True
         wait = self._limiter.message(message)
         if not wait:
             return False
@@ -369,6 +372,7 @@ class Peer:
             self.hub.stats["rate_limit_closes"] += 1
             logger.warning("peer %s keeps exceeding its rate limits; closing with 4029", self.id)
             self.transport.close(CloseCode.RATE_LIMITED, "rate limit exceeded repeatedly")
+            self.transport.pause_reading()
 
 
 def _ignore(value: Any, error: BaseException | None) -> None:
