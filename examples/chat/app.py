@@ -17,16 +17,25 @@ on ``/wirehub.js`` only) connects to ``/ws?name=ada``. Events:
   100 events per room: typing notices would push messages out).
 - ``nick`` ``name``: rename (taken into account at the next join).
 - ``rooms``: the rooms with their member counts.
+
+Signed-token mode: with ``WIREHUB_CHAT_SECRET`` set (32+ characters), only
+browsers that went through ``/login`` may connect (see ``require_login``):
+
+    WIREHUB_CHAT_SECRET=$(python -c 'import secrets; print(secrets.token_urlsafe(32))') make demo
+
+then open http://127.0.0.1:8000/login.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 
 import msgspec
 
-from wirehub import EventError, Hub, Peer, Request
+from wirehub import EventError, Hub, Peer, Request, Response
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_TEXT = 2000
@@ -48,16 +57,61 @@ def nickname(value: str | None) -> str:
     return name or "anonymous"
 
 
-def create_hub() -> Hub:
-    """A new chat hub (the tests make one each, so rooms never leak between them)."""
+COOKIE = "wirehub_chat"
+TOKEN_TTL = 8 * 3600
+LOGIN_FORM = """<!doctype html><meta charset="utf-8"><title>wirehub chat: log in</title>
+<form action="/login"><label>Name <input name="name" maxlength="32" required autofocus></label>
+<button>Enter the chat</button></form>"""
+LOGGED_IN = """<!doctype html><meta charset="utf-8"><script>
+localStorage.setItem("wirehub-chat:name", NAME); location.replace("/");</script>"""
+
+
+def require_login(hub: Hub, secret: str) -> None:
+    """Signed-token mode: only browsers holding a token from ``/login`` may connect.
+
+    ``/login?name=ada`` signs a JWT (HS256 with ``secret``, 8 hours) and puts it
+    in an HttpOnly, SameSite=Strict cookie, which the browser sends with the
+    WebSocket handshake; the hub checks it before the upgrade (401 without one)
+    and the name in it is the user's display name, which the page cannot
+    change. A real application would check a password or its session here.
+    """
+    from wirehub.security.jwt import JWTAuth
+
+    auth = JWTAuth(secret, query=None, cookie=COOKIE, allow_message=False)
+    hub.authenticate(auth)
+
+    @hub.route("/login")
+    def login(request: Request) -> Response:
+        if "name" not in request.query:
+            return Response(200, LOGIN_FORM.encode(), "text/html; charset=utf-8")
+        name = nickname(request.query["name"])
+        token = auth.issue({"sub": name, "name": name}, ttl=TOKEN_TTL)
+        secure = "; Secure" if request.scheme == "https" else ""
+        page = LOGGED_IN.replace("NAME", json.dumps(name).replace("<", "\\u003c"))
+        response = Response(200, page.encode(), "text/html; charset=utf-8")
+        cookie = f"{COOKIE}={token}; Path=/; Max-Age={TOKEN_TTL}; HttpOnly; SameSite=Strict"
+        response.headers.append(("Set-Cookie", cookie + secure))
+        return response
+
+
+def create_hub(secret: str | None = None) -> Hub:
+    """A new chat hub (the tests make one each, so rooms never leak between them).
+
+    With ``secret``, in signed-token mode (``require_login``).
+    """
     hub = Hub(presence=True)
+    if secret:
+        require_login(hub, secret)
 
     @hub.on("connect")
     async def connect(peer: Peer, request: Request) -> None:
-        peer.info["name"] = nickname(request.query.get("name"))
+        signed = peer.user["name"] if peer.user else None  # signed-token mode
+        peer.info["name"] = nickname(signed or request.query.get("name"))
 
     @hub.on("nick")
     def nick(peer: Peer, name: str) -> dict[str, str]:
+        if peer.user:  # signed-token mode: the token's name stays
+            return {"name": peer.info["name"]}
         peer.info["name"] = nickname(name)
         return {"name": peer.info["name"]}
 
@@ -92,7 +146,7 @@ def create_hub() -> Hub:
     return hub
 
 
-hub = create_hub()
+hub = create_hub(os.environ.get("WIREHUB_CHAT_SECRET"))  # examples may read the environment
 
 if __name__ == "__main__":
     hub.run()
