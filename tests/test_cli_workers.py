@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from tests.conftest import UNIT
 from tests.hub.wire import WireClient
@@ -70,7 +70,8 @@ async def workers(
                 await asyncio.wait_for(process.wait(), START)
             except TimeoutError:
                 process.kill()
-        await process.communicate()
+        _, stderr = await process.communicate()
+        sys.stderr.write(stderr.decode(errors="replace"))  # shown when the test fails
         deadline = time.monotonic() + START  # workers die with their parent (PDEATHSIG)
         while any(alive(pid) for pid in seen) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -133,7 +134,12 @@ async def test_a_crashed_worker_is_replaced(redis_url: str, prefix: str) -> None
             await victim.recv(5 * UNIT)
         async with asyncio.timeout(10 * UNIT):
             while True:
-                newcomer = await WireClient.open(url)
+                try:
+                    newcomer = await WireClient.open(url)
+                except (OSError, InvalidHandshake):
+                    # A connection that reached the dying worker's listening socket
+                    # is reset with it (SO_REUSEPORT); a real client reconnects.
+                    continue
                 pid = (await newcomer.call("whoami"))["data"]["pid"]
                 seen.add(pid)
                 if pid not in (crashed, survivor):

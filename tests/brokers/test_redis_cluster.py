@@ -52,8 +52,8 @@ async def test_rooms_spread_over_shards_with_sharded_pubsub(
             await b.subscribe(room)
         positions = [await a.publish(Publication(b'"event":"x"}', room=room)) for room in rooms]
         assert all(p is not None and p.offset == 1 for p in positions)
-        got = await heard.take(len(rooms))
-        assert [(p.room, p.position) for p in got] == list(zip(rooms, positions, strict=True))
+        got = await heard.take(len(rooms))  # in order per room; rooms on different shards race
+        assert {p.room: p.position for p in got} == dict(zip(rooms, positions, strict=True))
         shards = set()
         for room in rooms:
             channel = f"{prefix}:room:{room}"
@@ -88,9 +88,7 @@ async def test_hubs_on_a_cluster_chat_across_nodes(
             assert position is not None and position.offset == 2
             await emitter.emit("all", "everyone")
         for client in (on_a, on_b):
-            news, everyone = await client.recv(), await client.recv()
-            assert (news["data"], news["offset"], everyone["data"]) == (
-                "from outside",
-                2,
-                "everyone",
-            )
+            # A room event and a global one travel on different shards: either may come first.
+            got = {m["event"]: m for m in (await client.recv(), await client.recv())}
+            assert (got["news"]["data"], got["news"]["offset"]) == ("from outside", 2)
+            assert got["all"]["data"] == "everyone"
