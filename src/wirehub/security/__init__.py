@@ -4,8 +4,8 @@
 dependency: ``pip install 'wirehub[jwt]'``). See docs/security.md.
 """
 
-from wirehub.security.auth import (
-    TokenAuth,
+from wirehub.security.auth import TokenAuth
+from wirehub.security.claims import (
     claim_values,
     events_claim,
     has_role,
