@@ -75,6 +75,20 @@ def ordered_servers(doc: dict[str, Any]) -> list[str]:
     return [base] + [s for s in doc["servers"] if s != base and s in doc["summary"]]
 
 
+def noise(doc: dict[str, Any]) -> str:
+    # Windows under 1 s are too short for 10 ms tick counters.
+    values = sorted(
+        r["other_cpu_pct"] for r in doc["runs"] if "other_cpu_pct" in r and r["wall_s"] >= 1
+    )
+    if not values:
+        return ""
+    median = values[len(values) // 2]
+    return (
+        f"Machine noise: during the measured windows other processes kept a median "
+        f"{median:.0f} % of one core busy on cores 0-1 (range {values[0]:.0f}-{values[-1]:.0f} %)."
+    )
+
+
 def markdown(doc: dict[str, Any]) -> str:
     servers = ordered_servers(doc)
     meta = doc["meta"]
@@ -87,6 +101,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"Baseline: **{doc['baseline']}**. Cells: median (ratio to baseline). "
         f"`{LOADGEN_BOUND}` = load generator above 90 % of its core (the number is a lower bound "
         "for the server). `n/a` = feature not supported, `DNF` = did not finish in time.",
+        "",
+        noise(doc),
         "",
     ]
     for title, table_rows in (

@@ -168,6 +168,8 @@ def run_job(job: Job, port: int, quick: bool, log: IO[bytes]) -> Any:
             result = json.loads(line)
             pending.remove(result["workload"])
             yield result
+        if pending:
+            raise RuntimeError(f"load generator exited with {loadgen.wait(5)} (see servers.log)")
         if server.poll() is not None:
             raise RuntimeError(f"server died (exit {server.returncode})")
     except Exception as exc:
@@ -303,13 +305,17 @@ def main() -> int:
             progress.update(
                 task, description=f"{job.server} · {job.workloads[0]} · #{job.repeat + 1}"
             )
-            for result in run_job(job, port, args.quick, log):
-                result.update(server=job.server, repeat=job.repeat)
-                runs.append(result)
-                status = "ok" if result.get("ok") else "FAILED"
-                progress.update(
-                    task, advance=1, description=f"{job.server} · {result['workload']} · {status}"
-                )
+            # closing(): the finally in run_job stops both processes even on Ctrl-C.
+            with contextlib.closing(run_job(job, port, args.quick, log)) as results:
+                for result in results:
+                    result.update(server=job.server, repeat=job.repeat)
+                    runs.append(result)
+                    status = "ok" if result.get("ok") else "FAILED"
+                    progress.update(
+                        task,
+                        advance=1,
+                        description=f"{job.server} · {result['workload']} · {status}",
+                    )
 
     summary: dict[str, dict[str, Any]] = {}
     for name in servers:

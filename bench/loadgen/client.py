@@ -102,6 +102,7 @@ class Conn(asyncio.Protocol):
         self.open = False  # upgraded (and, for sio, Socket.IO-connected)
         self.upgraded = False
         self.closed = False
+        self.closing = False  # our close frame is sent
         self._buf = b""
         self._inflater: zlib._Decompress | None = None
 
@@ -206,15 +207,21 @@ class Conn(asyncio.Protocol):
             self._fail(packet[:200].decode(errors="replace"))
 
     def send(self, frame: bytes) -> None:
-        if not self.closed:
+        if not self.closed and not self.closing:
             self.transport.write(frame)
 
     def close(self) -> None:
-        """Polite close: close frame, then FIN (uvloop flushes the buffer first)."""
-        if not self.closed:
-            self.closed = True
+        """Polite close: send a close frame, close TCP when the server's close frame
+        (or its FIN) arrives, at the latest after 1 s.
+
+        Closing TCP right after our close frame races the server's reply: data
+        arriving on a closed socket is answered with RST, and on loopback those
+        races showed up as retransmissions that stalled handshakes for 200 ms+.
+        """
+        if not self.closed and not self.closing:
+            self.closing = True
             self.transport.write(CLOSE_FRAME)
-            self.transport.close()
+            asyncio.get_running_loop().call_later(1.0, self.transport.close)
 
 
 async def connect(
