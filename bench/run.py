@@ -251,6 +251,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--png", type=Path, help="chart (default: the JSON path with .png)")
     parser.add_argument("--port", type=int, default=9100, help="first port to try")
+    parser.add_argument("--list", action="store_true", help="list servers and workloads, exit")
     parser.add_argument(
         "--shared-server",
         action="store_true",
@@ -268,6 +269,10 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     known = available()
+    if args.list:
+        print("servers:", ", ".join(known))
+        print("workloads:", ", ".join(WORKLOADS))
+        return 0
     servers = dict(known)
     if args.servers:
         wanted = args.servers.split(",")
