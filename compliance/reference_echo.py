@@ -1,10 +1,10 @@
-"""Reference Autobahn agent: the `websockets` library's own asyncio echo server.
+r"""Reference Autobahn agent: the `websockets` library's own asyncio echo server.
 
 Run it through the compliance runner to see what the engine wirehub builds on
 scores by itself (see compliance/README.md for the expected table):
 
-    python compliance/run.py --cases quick --agent websockets \
-        --server-cmd "{python} compliance/reference_echo.py --port {port}"
+    python compliance/run.py --cases quick --agent websockets --server-cmd \
+        "{python} compliance/reference_echo.py --port {port}"
 
 Every path echoes; permessage-deflate is on (the websockets default), and
 messages up to 16 MiB are accepted, like the wirehub echo example in the runner.

@@ -2,11 +2,11 @@
 
 Usage (from anywhere; paths are relative to the repository root):
 
-    python compliance/run.py --cases quick            # 337 cases, ~30 s
+    python compliance/run.py --cases quick            # 337 cases, ~2 min
     python compliance/run.py --cases full             # all 517 cases, ~10 min
-    python compliance/run.py --cases quick --agent websockets \
-        --server-cmd "{python} compliance/reference_echo.py --port {port}"
     python compliance/run.py --cases "7.1.*,9.3.1"    # any wstest case patterns
+    python compliance/run.py --cases quick --agent websockets
+        --server-cmd "{python} compliance/reference_echo.py --port {port}"
 
 The runner picks a free port on 127.0.0.1, starts ``--server-cmd`` (a template
 with ``{port}``, ``{python}`` = this interpreter and ``{root}`` = the repository
@@ -36,6 +36,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,17 +205,20 @@ def running(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
         stop(proc)
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+def wait_for_port(url: str, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """Wait until the URL's host and port accept TCP connections."""
+    parts = urllib.parse.urlsplit(url)
+    address = (parts.hostname or "127.0.0.1", parts.port or 80)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RunError(f"server exited with status {proc.returncode} before listening")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection(address, timeout=0.5):
                 return
         except OSError:
             time.sleep(0.1)
-    raise RunError(f"nothing accepted connections on 127.0.0.1:{port} within {timeout:g} s")
+    raise RunError(f"nothing accepted connections on {address[0]}:{address[1]} in {timeout:g} s")
 
 
 def tail(path: Path, lines: int = 40) -> str:
@@ -441,11 +445,11 @@ def run_suite(
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(running(server_argv, server_log)) if server_argv else None
         try:
-            wait_for_port(port, server, args.startup_timeout)
+            wait_for_port(url, server, args.startup_timeout)
         except RunError:
-            if server is not None and server.poll() is None:
+            if server is not None:
                 stop(server)
-            print(f"--- server.log (tail) ---\n{tail(server_log)}", file=sys.stderr)
+                print(f"--- server.log (tail) ---\n{tail(server_log)}", file=sys.stderr)
             raise
         listening = time.monotonic()
         try:
@@ -455,7 +459,11 @@ def run_suite(
                 server_status = server.poll()
     finished = time.monotonic()
 
-    outcomes = read_report(outdir, args.agent)
+    try:
+        outcomes = read_report(outdir, args.agent)
+    except RunError:
+        print(f"--- wstest.log (tail) ---\n{tail(wstest_log)}", file=sys.stderr)
+        raise
     passed, summary = summarize(outcomes, expected)
     (outdir / "summary.md").write_text(markdown_table(outcomes))
 
@@ -466,8 +474,8 @@ def run_suite(
         passed = False
     print(f"\nduration: {finished - started:.1f} s (wstest {finished - listening:.1f} s)")
     print(f"HTML report: {outdir / 'index.html'}")
-    print(f"per-case JSON: {outdir}/<agent>_case_<id>.json; logs: server.log, wstest.log")
-    if not passed:
+    print(f"per case: {outdir}/{args.agent}_case_<1_2_3>.json; logs: server.log, wstest.log")
+    if not passed and server_argv:
         print(f"--- server.log (tail) ---\n{tail(server_log, 20)}")
     print("RESULT:", "PASS" if passed else "FAIL")
     return 0 if passed else 1
