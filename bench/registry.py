@@ -18,6 +18,7 @@ class Server:
     args: tuple[str, ...] = ()
     dialect: str = "ws"  # "sio": the load generator speaks Engine.IO v4 / Socket.IO v5
     deflate: bool = True  # supports permessage-deflate behind --compression
+    optional: bool = False  # only when named in --servers (variants, not in the default matrix)
 
     @property
     def path(self) -> Path:
@@ -33,6 +34,13 @@ SERVERS: dict[str, Server] = {
     "socketio": Server("socketio_server.py", dialect="sio"),
     "bare": Server("bare.py", deflate=False),
     "bare_coalesce": Server("bare.py", args=("--coalesce",), deflate=False),
+    # The other python-socketio host, to re-check the choice of aiohttp (bench/README.md).
+    "socketio_uvicorn": Server(
+        "socketio_server.py",
+        args=("--web", "uvicorn", "--ws", "wsproto"),
+        dialect="sio",
+        optional=True,
+    ),
 }
 
 # The first of these present in a run is the baseline every ratio is relative to.

@@ -273,7 +273,7 @@ def main() -> int:
         print("servers:", ", ".join(known))
         print("workloads:", ", ".join(WORKLOADS))
         return 0
-    servers = dict(known)
+    servers = {name: spec for name, spec in known.items() if not spec.optional}
     if args.servers:
         wanted = args.servers.split(",")
         unknown = [s for s in wanted if s not in known]
