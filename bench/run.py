@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import platform
 import select
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -266,7 +268,23 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def exclusive(path: Path) -> IO[str]:
+    """Hold a lock for the whole run: two runs at once would measure each other."""
+    handle = open(path, "w")  # noqa: SIM115 - kept open until the process exits
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"another bench run holds {path}; waiting for it to finish", file=sys.stderr)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+def on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwind through run_job's finally: servers get stopped
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, on_sigterm)
     args = parse_args()
     known = available()
     if args.list:
@@ -289,6 +307,7 @@ def main() -> int:
     png_path = args.png or json_path.with_suffix(".png")
     raw_dir = BENCH / "results" / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
+    lock = exclusive(raw_dir / ".lock")
 
     jobs = plan(servers, workloads, repeat, args.shared_server or args.quick)
     total = sum(len(j.workloads) for j in jobs)
@@ -357,6 +376,7 @@ def main() -> int:
         print(f"FAILED {line}", file=sys.stderr)
     md_path = json_path.with_suffix(".md")
     print(f"wrote {json_path}, {png_path}, {md_path} in {seconds} s")
+    lock.close()
     return 1 if strict and failed else 0
 
 
