@@ -16,7 +16,7 @@ SERVERS_DIR = Path(__file__).resolve().parent / "servers"
 class Server:
     script: str  # file in bench/servers/
     args: tuple[str, ...] = ()
-    dialect: str = "ws"  # "sio": the load generator speaks Engine.IO v4 / Socket.IO v5
+    dialect: str = "ws"  # "sio": Engine.IO v4 / Socket.IO v5; "wh": wirehub's event protocol
     deflate: bool = True  # supports permessage-deflate behind --compression
     optional: bool = False  # only when named in --servers (variants, not in the default matrix)
 
@@ -28,6 +28,8 @@ class Server:
 SERVERS: dict[str, Server] = {
     # The adapter slot: picked up (and used as the baseline) once the script exists.
     "wirehub": Server("wirehub_server.py"),
+    # The event layer: JSON events, rooms with positions, acks (docs/PROTOCOL.md).
+    "wirehub_events": Server("wirehub_events.py", dialect="wh"),
     "websockets": Server("websockets_server.py"),
     "aiohttp": Server("aiohttp_server.py"),
     "picows": Server("picows_server.py", deflate=False),

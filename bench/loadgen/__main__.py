@@ -49,7 +49,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--server-pid", type=int, required=True, help="for /proc CPU and RSS")
-    parser.add_argument("--dialect", choices=["ws", "sio"], default="ws")
+    parser.add_argument("--dialect", choices=["ws", "sio", "wh"], default="ws")
     parser.add_argument("--workloads", required=True, help=f"comma list of {sorted(WORKLOADS)}")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     return parser.parse_args()

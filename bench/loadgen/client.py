@@ -9,6 +9,10 @@ one; every server unmasks whatever key it gets, so the server's work is unchange
 ``dialect="sio"`` speaks Engine.IO v4 / Socket.IO v5 over the same frames: it
 answers the ``0{...}`` open packet with ``40``, is ready on the ``40{...}``
 reply, answers pings ``2`` with ``3`` and counts only ``42[...]`` event packets.
+
+``dialect="wh"`` speaks wirehub's event protocol (docs/PROTOCOL.md): it is
+ready on the ``welcome`` message (not counted), and every message it sends is
+an ``emit`` of event ``m`` whose answer (an ``ack`` or a room ``event``) it counts.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ class Target:
 
     host: str
     port: int
-    dialect: str = "ws"  # "ws" | "sio"
+    dialect: str = "ws"  # "ws" | "sio" | "wh"
 
     def request(self, ep: str, deflate: bool = False, **query: str) -> bytes:
         """HTTP upgrade request for endpoint ``ep`` ("echo" | "fanout")."""
@@ -63,6 +67,8 @@ class Target:
             path = "/socket.io/?" + urlencode(
                 {"EIO": "4", "transport": "websocket", "ep": ep, **query}
             )
+        elif self.dialect == "wh":  # one event endpoint; the query says what to be
+            path = "/ws?" + urlencode({"ep": ep, **query})
         else:
             path = f"/{ep}" + (f"?{urlencode(query)}" if query else "")
         return (
@@ -79,6 +85,8 @@ class Target:
         """One application message as a ready-to-write frame (payload must be JSON-safe ASCII)."""
         if self.dialect == "sio":
             payload = b'42["msg","' + payload + b'"]'
+        elif self.dialect == "wh":
+            payload = b'{"type":"emit","event":"m","data":"' + payload + b'","id":1}'
         return client_frame(payload)
 
 
@@ -91,9 +99,11 @@ class Conn(asyncio.Protocol):
         sio: bool,
         on_frames: OnFrames | None = None,
         keep_payloads: bool = False,
+        welcome: bool = False,
     ) -> None:
         self.request = request
         self.sio = sio
+        self.welcome = welcome  # wirehub events: the first data frame is the welcome
         self.on_frames = on_frames
         self.keep_payloads = keep_payloads
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -129,7 +139,7 @@ class Conn(asyncio.Protocol):
                 return
             self.upgraded = True
             self.deflate = b"permessage-deflate" in head.lower()
-            if not self.sio:
+            if not self.sio and not self.welcome:
                 self._set_open()
         # Hot loop: parse headers only; one callback per read, not per frame.
         sio, keep = self.sio, self.keep_payloads
@@ -155,6 +165,9 @@ class Conn(asyncio.Protocol):
                 count += self._compressed(buf[start:end], payloads)
                 continue
             if opcode <= 2:  # text / binary / continuation
+                if self.welcome and not self.open:  # wirehub's welcome: not a delivery
+                    self._set_open()
+                    continue
                 if sio and (length < 2 or buf[start + 1] != 0x32 or buf[start] != 0x34):
                     self._sio_packet(buf[start:end])  # not a "42" event packet
                     continue
@@ -232,7 +245,9 @@ async def connect(
     timeout: float = 10.0,
 ) -> Conn:
     loop = asyncio.get_running_loop()
-    conn = Conn(request, target.dialect == "sio", on_frames, keep_payloads)
+    conn = Conn(
+        request, target.dialect == "sio", on_frames, keep_payloads, target.dialect == "wh"
+    )
     async with asyncio.timeout(timeout):
         await loop.create_connection(lambda: conn, target.host, target.port)
         await conn.ready

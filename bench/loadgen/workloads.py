@@ -197,7 +197,8 @@ async def fanout_latency(target: Target, pid: int, p: Params) -> Result:
     def probe(conn: Conn, n: int, payloads: list[bytes] | None) -> None:
         now = time.perf_counter_ns()
         for data in payloads or ():
-            i = data.find(b"T")
+            i = data.find(b'"T')  # inside JSON (Socket.IO, wirehub events), else raw
+            i = i + 1 if i >= 0 else data.find(b"T")
             samples.append(now - int(data[i + 1 : i + 20]))
         sink(conn, n, None)
 

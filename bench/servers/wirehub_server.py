@@ -1,8 +1,8 @@
-"""wirehub, plain endpoints only, through the public API (``Hub`` + ``@hub.websocket``).
+"""wirehub, plain endpoints, through the public API (``Hub``, ``@hub.websocket``, ``broadcast``).
 
-Fan-out loops over the room's WebSockets with ``await ws.send`` (a plain
-endpoint has no broadcast helper; the event layer's rooms speak their own
-wire protocol, so they are a different benchmark). ``hub.run`` uses uvloop.
+Fan-out uses ``wirehub.broadcast``: the frame is built once per message and
+queued to every subscriber, written once per subscriber per loop tick.
+``hub.run`` uses uvloop. The event layer is benchmarked by wirehub_events.py.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from collections import defaultdict
 
 from _common import parse_args, raise_fd_limit
 
-from wirehub import ConnectionClosed, Hub, WebSocket
+from wirehub import Hub, WebSocket, broadcast
 
 rooms: defaultdict[str, set[WebSocket]] = defaultdict(set)
 
 
 def build(compression: bool) -> Hub:
-    hub = Hub(compression=compression)  # wirehub offers deflate by default; peers don't
+    hub = Hub(compression=compression, events_path=None)  # peers don't offer deflate by default
 
     @hub.websocket("/echo")
     async def echo(ws: WebSocket) -> None:
@@ -36,11 +36,7 @@ def build(compression: bool) -> Hub:
                 members.discard(ws)
             return
         async for message in ws:
-            for sub in list(members):  # copy: a send may wait, and the room may change
-                try:
-                    await sub.send(message)
-                except ConnectionClosed:
-                    members.discard(sub)
+            broadcast(members, message)
 
     return hub
 

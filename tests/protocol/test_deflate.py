@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 
+import pytest
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Opcode
 
@@ -15,6 +16,7 @@ from wirehub.protocol.websocket import (
     WINDOW_BITS,
     WebSocketProtocol,
     encode_deflated_frame,
+    encode_frame,
 )
 
 
@@ -111,3 +113,24 @@ def test_decompressor_is_allocated_on_first_compressed_message() -> None:
     assert protocol.accept("/", headers).status_code == 101
     [extension] = protocol.engine.extensions
     assert "decoder" not in vars(extension) and "encoder" not in vars(extension)
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70000])
+@pytest.mark.parametrize("text", [True, False])
+def test_encode_frame_is_read_back_by_websockets(size: int, text: bool) -> None:
+    """Our frame header (7-, 16- and 64-bit lengths) parses as the same frame in websockets."""
+    from websockets.frames import Frame
+    from websockets.streams import StreamReader
+
+    payload = b"a" * size
+    reader = StreamReader()
+    reader.feed_data(encode_frame(payload, text))
+    parser = Frame.parse(reader.read_exact, mask=False)
+    try:
+        next(parser)
+    except StopIteration as done:
+        frame = done.value
+    else:  # pragma: no cover - the whole frame was fed
+        raise AssertionError("frame not complete")
+    assert frame.opcode is (Opcode.TEXT if text else Opcode.BINARY)
+    assert frame.fin and frame.data == payload

@@ -18,7 +18,12 @@ from wirehub.codes import CloseCode
 from wirehub.http.messages import Request, Response
 from wirehub.http.parser import RequestParser
 from wirehub.hub.transport import Endpoint, Session
-from wirehub.protocol.websocket import Message, WebSocketProtocol
+from wirehub.protocol.websocket import (
+    COMPRESSION_THRESHOLD,
+    Message,
+    WebSocketProtocol,
+    encode_frame,
+)
 
 if TYPE_CHECKING:
     from wirehub.server.serve import Server
@@ -51,6 +56,7 @@ class Connection(asyncio.Protocol):
         self._pending: list[Request] = []
         self.writing_paused = False  # unsent bytes above the high-water mark
         self.shares_deflate = False  # takes deflated broadcast frames
+        self._deflate = False  # negotiated permessage-deflate
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._rx = False  # any bytes received since the last ping
@@ -304,6 +310,7 @@ class Connection(asyncio.Protocol):
             return
         self.server.websocket_opened()
         self.shares_deflate = ws.shares_deflate
+        self._deflate = ws.compression
         self.session = endpoint.open(self)
         self._schedule_ping()
         early = (self.parser.upgrade_data or b"") + b"".join(self._early or ())
@@ -382,16 +389,25 @@ class Connection(asyncio.Protocol):
         return self._out_size + (self.transport.get_write_buffer_size() if self.transport else 0)
 
     def send(self, message: Message) -> None:
-        if self.ws is None or not self.ws.open:
-            return
-        self.ws.send(message)
-        self._move_protocol_output()
+        if isinstance(message, str):
+            self.send_text(message.encode())
+        elif self._open:
+            if len(message) < COMPRESSION_THRESHOLD or not self._deflate:
+                self._queue(encode_frame(message, False))  # no engine round trip
+            else:
+                assert self.ws is not None
+                self.ws.send(message)
+                self._move_protocol_output()
 
     def send_text(self, payload: bytes) -> None:
-        if self.ws is None or not self.ws.open:
+        if not self._open:
             return
-        self.ws.send_text(payload)
-        self._move_protocol_output()
+        if len(payload) < COMPRESSION_THRESHOLD or not self._deflate:
+            self._queue(encode_frame(payload, True))  # no engine round trip
+        else:
+            assert self.ws is not None
+            self.ws.send_text(payload)
+            self._move_protocol_output()
 
     def send_frame(self, frame: bytes) -> None:
         # The fan-out path, once per receiver: ``_queue`` inlined, flags only.

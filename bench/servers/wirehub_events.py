@@ -1,0 +1,46 @@
+"""wirehub's event layer: the same workloads as JSON events, rooms and acks.
+
+The load generator speaks docs/PROTOCOL.md ("wh" dialect) on ``/ws``:
+``?ep=echo`` peers get each ``m`` event back as its ack; ``?ep=fanout&role=sub``
+peers are joined to the room by the connect handler; a publisher's ``m``
+events are emitted to the room (``hub.to(room).emit``), every delivery an
+``event`` message with the room's position.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from _common import parse_args, raise_fd_limit
+
+from wirehub import Hub, Peer, Request
+
+
+def build(compression: bool) -> Hub:
+    hub = Hub(compression=compression)
+
+    @hub.on("connect")
+    async def connect(peer: Peer, request: Request) -> None:
+        query = request.query
+        if query.get("ep") == "fanout":
+            room = query.get("room", "0")
+            if query.get("role", "sub") == "sub":
+                await peer.join(room)
+            else:
+                peer.state["publishes_to"] = room
+
+    @hub.on("m")
+    async def message(peer: Peer, data: Any) -> Any:
+        room = peer.state.get("publishes_to")
+        if room is None:
+            return data  # echo: the ack carries it back
+        await hub.to(room).emit("m", data)
+        return None
+
+    return hub
+
+
+if __name__ == "__main__":
+    raise_fd_limit()
+    args = parse_args(__doc__ or "")
+    build(args.compression).run(host=args.host, port=args.port)
