@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,15 @@ def own_redis() -> Iterator[RedisServer]:
     """A redis-server of this test's own, free to be killed, paused and restarted."""
     with running_redis() as server:
         yield server
+
+
+def open_sockets() -> int:
+    """Sockets this process holds open (Linux ``/proc``)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    return count
 
 
 def named_clients(admin: redis.Redis, prefix: str) -> list[dict[str, Any]]:
@@ -199,17 +210,22 @@ async def test_a_failing_listener_does_not_stop_delivery(redis_url: str, prefix:
 async def test_close_releases_connections_and_tasks(
     redis_url: str, prefix: str, admin: redis.Redis
 ) -> None:
-    """After close, none of the broker's connections or tasks remain."""
-    tasks = len(asyncio.all_tasks())
+    """After close, none of the broker's sockets, Redis connections or tasks remain."""
+    admin.ping()  # its own connection is open before counting
+    tasks, sockets = len(asyncio.all_tasks()), open_sockets()
     async with node(redis_url, prefix) as (broker, heard):
         await broker.subscribe("r")
         await asyncio.gather(*(broker.publish(event(n)) for n in range(20)))
         await heard.take(20)
         assert named_clients(admin, prefix)
         assert len(asyncio.all_tasks()) > tasks
-    assert named_clients(admin, prefix) == []
-    assert len(asyncio.all_tasks()) == tasks
+    assert (len(asyncio.all_tasks()), open_sockets()) == (tasks, sockets)
     assert broker.health()["state"] == "closed"
+    # Redis sees the closes on its own schedule: wait (briefly) for its view to agree.
+    deadline = time.monotonic() + UNIT
+    while named_clients(admin, prefix) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert named_clients(admin, prefix) == []
 
 
 def test_bad_configuration_is_refused() -> None:

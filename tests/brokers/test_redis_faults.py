@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
 
 from tests.apps.nodes import make_hub
-from tests.brokers.test_redis import StateWatch, named_clients
+from tests.brokers.test_redis import StateWatch, named_clients, open_sockets
 from tests.conftest import UNIT, Served, http, serve
 from tests.hub.wire import WireClient
 from tests.services import RedisServer, running_redis
@@ -61,15 +60,6 @@ async def health(node: Served) -> dict[str, Any]:
     return report
 
 
-def open_sockets() -> int:
-    """Sockets this process holds open (Linux ``/proc``)."""
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-    return count
-
-
 async def test_redis_restarts_degrade_then_recover_without_leaks(
     own_redis: RedisServer, prefix: str
 ) -> None:
@@ -82,6 +72,7 @@ async def test_redis_restarts_degrade_then_recover_without_leaks(
         await WireClient.open(nodes[0].ws("/ws")) as local,
         await WireClient.open(nodes[1].ws("/ws")) as remote,
     ):
+
         async def chat(text: str) -> None:
             """One message each way between the nodes, so both use their connections."""
             await sender.call("say", text)
@@ -119,6 +110,36 @@ async def test_redis_restarts_degrade_then_recover_without_leaks(
     admin.close()
 
 
+async def stop(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait until it is done."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+class Stream:
+    """What one client has heard, read continuously by a task; ``until`` waits for a condition."""
+
+    def __init__(self, client: WireClient) -> None:
+        self.client = client
+        self.got: list[int] = []
+        self.changed = asyncio.Event()
+
+    async def read(self) -> None:
+        # ws.recv() itself, not WireClient.recv's wait_for: on Python 3.11 wait_for
+        # can swallow the cancellation that stops this task.
+        while True:
+            message = json.loads(await self.client.ws.recv())
+            self.got.append(message["id"] if message["type"] == "ack" else message["data"])
+            self.changed.set()
+
+    async def until(self, condition: Callable[[list[int]], bool]) -> None:
+        async with asyncio.timeout(10 * UNIT):
+            while not condition(self.got):
+                self.changed.clear()
+                await self.changed.wait()
+
+
 async def test_local_delivery_never_stops_while_redis_dies_mid_stream(
     own_redis: RedisServer, prefix: str
 ) -> None:
@@ -127,44 +148,38 @@ async def test_local_delivery_never_stops_while_redis_dies_mid_stream(
     async with (
         two_nodes(own_redis, prefix) as (nodes, brokers, watches),
         await WireClient.open(nodes[0].ws("/ws")) as sender,
-        await WireClient.open(nodes[0].ws("/ws")) as local,
-        await WireClient.open(nodes[1].ws("/ws")) as remote,
+        await WireClient.open(nodes[0].ws("/ws")) as local_client,
+        await WireClient.open(nodes[1].ws("/ws")) as remote_client,
+        contextlib.AsyncExitStack() as tasks,
     ):
-        sent: list[int] = []
+        local, remote, acks = Stream(local_client), Stream(remote_client), Stream(sender)
+        sent = 0
+
+        def acked(got: list[int]) -> bool:
+            return bool(got) and got[-1] == sent
 
         async def talk() -> None:
-            n = 0
-            while True:
-                await sender.call("say", n)
-                sent.append(n)
-                n += 1
+            nonlocal sent
+            while True:  # one at a time: each emit is acknowledged before the next
+                await sender.send({"type": "emit", "event": "say", "data": sent, "id": sent})
+                await acks.until(acked)
+                sent += 1
 
-        async def heard(client: WireClient, more: int, got: list[int]) -> None:
-            """Read until ``more`` further messages arrived."""
-            target = len(got) + more
-            while len(got) < target:
-                got.append((await client.recv(5 * UNIT))["data"])
-
-        local_got: list[int] = []
-        remote_got: list[int] = []
-        talker = asyncio.get_running_loop().create_task(talk())
-        try:
-            await heard(local, 20, local_got)
-            await heard(remote, 20, remote_got)
-            own_redis.kill()
-            await all_reach(BrokerState.RECONNECTING, brokers, watches)
-            await heard(local, 30, local_got)  # while Redis is down
-            await asyncio.to_thread(own_redis.start)
-            await all_reach(BrokerState.CONNECTED, brokers, watches)
-            last_sent = len(sent)
-            while not remote_got or remote_got[-1] < last_sent:
-                await heard(remote, 1, remote_got)
-            await heard(local, 10, local_got)
-        finally:
-            talker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await talker
-        for got in (local_got, remote_got):
+        loop = asyncio.get_running_loop()
+        for coro in (local.read(), remote.read(), acks.read(), talk()):
+            tasks.push_async_callback(stop, loop.create_task(coro))
+        await local.until(lambda got: len(got) >= 20)
+        await remote.until(lambda got: len(got) >= 20)
+        own_redis.kill()
+        await all_reach(BrokerState.RECONNECTING, brokers, watches)
+        down = len(local.got)
+        await local.until(lambda got: len(got) >= down + 30)  # while Redis is down
+        await asyncio.to_thread(own_redis.start)
+        await all_reach(BrokerState.CONNECTED, brokers, watches)
+        back = sent
+        await remote.until(lambda got: got[-1] >= back)  # cross-node delivery resumed
+        await local.until(lambda got: got[-1] >= back + 10)
+        for got in (local.got, remote.got):
             assert got == sorted(set(got)), "repeated or out of order"
-        lost = set(range(local_got[-1])) - set(local_got)
+        lost = set(range(local.got[-1])) - set(local.got)
         assert len(lost) <= 2, f"local delivery lost {sorted(lost)}"
