@@ -93,7 +93,7 @@ def markdown(doc: dict[str, Any]) -> str:
     servers = ordered_servers(doc)
     meta = doc["meta"]
     out = [
-        f"Command: `{meta['command']}` — {meta['date']}, "
+        f"Command: `{meta['command']}` — {meta['date']}, commit {meta.get('git', '?')}, "
         f"{meta['repeat']} run(s) per cell (median), Python {meta['python']}, "
         f"{meta['cpus']} cores (server on core {meta['cores']['server']}, "
         f"load generator on core {meta['cores']['loadgen']}).",

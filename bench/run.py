@@ -229,6 +229,22 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def git_commit() -> str:
+    """The commit measured (wirehub's server code is the working tree's)."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=BENCH,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def versions() -> dict[str, str]:
     found = {}
     for name in PEERS:
@@ -309,6 +325,7 @@ def main() -> int:
     raw_dir.mkdir(parents=True, exist_ok=True)
     lock = exclusive(raw_dir / ".lock")
 
+    commit = git_commit()  # at the start: the code the run measures
     jobs = plan(servers, workloads, repeat, args.shared_server or args.quick)
     total = sum(len(j.workloads) for j in jobs)
     runs: list[dict[str, Any]] = []
@@ -356,6 +373,7 @@ def main() -> int:
             "quick": args.quick,
             "repeat": repeat,
             "shared_server": args.shared_server or args.quick,
+            "git": commit,
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             "versions": versions(),
