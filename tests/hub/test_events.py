@@ -465,3 +465,17 @@ async def test_emit_threadsafe_from_another_thread() -> None:
         assert position is not None and position.offset == 1
         event = await c.recv()
         assert event["event"] == "from_thread" and event["data"] == {"ok": 1}
+
+
+async def test_async_handlers_run_inside_a_task() -> None:
+    """Async handlers can use asyncio.timeout and current_task (they run in a real task)."""
+    hub = Hub()
+
+    @hub.on("timed")
+    async def timed(peer: Peer, data: Any) -> bool:
+        async with asyncio.timeout(UNIT):
+            await asyncio.sleep(0)
+        return asyncio.current_task() is not None
+
+    async with serve(hub) as s, await WireClient.open(s.ws("/ws")) as c:
+        assert (await c.call("timed"))["data"] is True

@@ -1,15 +1,19 @@
-"""Run a handler coroutine eagerly: no task unless it really has to wait.
+"""Run a handler coroutine as a task, eagerly where Python can.
 
-Most event handlers finish without suspending (an emit through the in-memory
-broker never waits). Stepping the coroutine right away runs them in arrival
-order with no task at all (DESIGN.md, performance rule 2). A coroutine that
-does suspend is handed to a task that resumes it exactly as ``asyncio.Task``
-would. (Python 3.12's ``eager_start`` does the same; we support 3.11.)
+On Python 3.12+, ``eager_start`` steps the coroutine at once inside its task:
+a handler that never waits (an emit through the in-memory broker does not)
+finishes right away, in arrival order, and no task is ever scheduled
+(DESIGN.md, performance rule 2). On 3.11 the task starts on the next loop
+iteration. Either way the handler runs inside a real task, so
+``asyncio.timeout``, ``current_task()`` and cancellation behave as usual.
+(An earlier version stepped coroutines by hand without a task; libraries that
+need ``current_task()`` — redis-py, ``asyncio.timeout`` — failed under it.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -17,44 +21,29 @@ __all__ = ["run_eagerly"]
 
 Done = Callable[[Any, BaseException | None], None]
 
+_EAGER = sys.version_info >= (3, 12)
 
-def run_eagerly(coro: Coroutine[Any, Any, Any], done: Done) -> asyncio.Task[None] | None:
-    """Step ``coro`` now; call ``done(result, error)`` when it ends.
 
-    Returns None when it finished at once, else the task that finishes it.
+def run_eagerly(coro: Coroutine[Any, Any, Any], done: Done) -> asyncio.Task[Any] | None:
+    """Start ``coro``; call ``done(result, error)`` when it ends.
+
+    Returns None when it already finished, else its running task.
     """
-    try:
-        yielded = coro.send(None)
-    except StopIteration as stop:
-        done(stop.value, None)
+    loop = asyncio.get_running_loop()
+    if _EAGER:
+        task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+    else:
+        task = loop.create_task(coro)
+    if task.done():
+        _report(task, done)
         return None
-    except Exception as exc:
-        done(None, exc)
-        return None
-    return asyncio.get_running_loop().create_task(_resume(coro, yielded, done))
+    task.add_done_callback(lambda finished: _report(finished, done))
+    return task
 
 
-async def _resume(coro: Coroutine[Any, Any, Any], yielded: Any, done: Done) -> None:
-    while True:
-        cancelled = False
-        if yielded is None:  # a bare yield, as in asyncio.sleep(0)
-            await asyncio.sleep(0)
-        else:
-            # What asyncio.Task does with a yielded future: wait for it, then
-            # resume the coroutine, whose own ``await`` reads the result.
-            yielded._asyncio_future_blocking = False
-            try:
-                await asyncio.wait((yielded,))
-            except asyncio.CancelledError:
-                cancelled = not yielded.cancel()
-        try:
-            yielded = coro.throw(asyncio.CancelledError()) if cancelled else coro.send(None)
-        except StopIteration as stop:
-            done(stop.value, None)
-            return
-        except asyncio.CancelledError as exc:  # server shutdown
-            done(None, exc)
-            raise
-        except Exception as exc:
-            done(None, exc)
-            return
+def _report(task: asyncio.Task[Any], done: Done) -> None:
+    if task.cancelled():
+        done(None, asyncio.CancelledError())
+        return
+    error = task.exception()
+    done(None if error is not None else task.result(), error)
