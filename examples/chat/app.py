@@ -12,9 +12,8 @@ on ``/wirehub.js`` only) connects to ``/ws?name=ada``. Events:
   a reconnect recovers it and history replays it. ``cid`` is the sender's own
   id for the message, so its page can swap the "sending…" copy for the real one.
 - ``typing`` ``{room}``: the other members of the room get ``typing``
-  ``{room, from, peer}``. It is sent to each member directly, not to the room,
-  so that it takes no place in the room's history (the broker keeps the last
-  100 events per room: typing notices would push messages out).
+  ``{room, from, peer}``, as a *volatile* room event: not numbered and not
+  kept, so typing notices never push messages out of the room's history.
 - ``nick`` ``name``: rename (taken into account at the next join).
 - ``rooms``: the rooms with their member counts.
 
@@ -134,9 +133,7 @@ def create_hub(secret: str | None = None) -> Hub:
         if msg.room not in peer.rooms:
             return
         notice = {"room": msg.room, "from": peer.info["name"], "peer": peer.id}
-        for member in list(hub.room(msg.room).members):
-            if member is not peer:
-                await hub.to_peer(member.id).emit("typing", notice)
+        await hub.to(msg.room).emit("typing", notice, exclude=peer, volatile=True)
 
     @hub.on("rooms")
     def rooms(peer: Peer) -> dict[str, int]:

@@ -479,3 +479,20 @@ async def test_async_handlers_run_inside_a_task() -> None:
 
     async with serve(hub) as s, await WireClient.open(s.ws("/ws")) as c:
         assert (await c.call("timed"))["data"] is True
+
+
+async def test_volatile_room_events_are_not_numbered_or_kept() -> None:
+    """A volatile room emit reaches members without a position and stays out of history."""
+    hub = chat_hub()
+    async with serve(hub) as s, await WireClient.open(s.ws("/ws?room=lobby")) as c:
+        await hub.to("lobby").emit("kept", 1)
+        assert await hub.to("lobby").emit("typing", "ada", volatile=True) is None
+        await hub.to("lobby").emit("kept", 2)
+        events = [await c.recv() for _ in range(3)]
+        assert [e["event"] for e in events] == ["kept", "typing", "kept"]
+        assert "offset" not in events[1] and events[1]["room"] == "lobby"
+        assert [events[0]["offset"], events[2]["offset"]] == [1, 2]
+        await c.send({"type": "join", "room": "lobby", "history": 10, "id": 7})
+        replay = [await c.recv() for _ in range(2)]
+        assert [e["data"] for e in replay] == [1, 2]
+        assert (await c.recv())["id"] == 7

@@ -32,6 +32,12 @@ class Publication:
     exclude: str | None = None
     position: Position | None = None
     presence: bool = False  # a presence notice: ``body`` ends a ``presence`` message
+    volatile: bool = False  # a room event that is not numbered, kept or recovered
+
+    @property
+    def numbered(self) -> bool:
+        """Whether the broker gives it a position and keeps it (room events only)."""
+        return self.room is not None and not self.presence and not self.volatile
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,7 +69,8 @@ class Broker(Protocol):
     - Live delivery is at most once. What a node misses (a disconnected
       client, a broker outage) is recoverable from history while it is kept;
       when it is not, ``history`` says ``recovered=False`` — never a silent gap.
-    - Presence publications carry no position and are not kept.
+    - Presence and volatile publications carry no position and are not kept
+      (``Publication.numbered`` says which ones do).
     - A publication is delivered to a node only if it subscribed to the room
       (room publications) — global and direct ones reach every node.
     - ``subscribe``/``unsubscribe`` calls are counted per room: the room is

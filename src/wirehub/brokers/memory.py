@@ -50,7 +50,7 @@ class MemoryBroker:
 
     async def publish(self, publication: Publication) -> Position | None:
         position = None
-        if publication.room is not None and not publication.presence:
+        if publication.numbered and publication.room is not None:
             stream = self._stream(publication.room)
             stream.offset += 1
             position = Position(stream.epoch, stream.offset)

@@ -198,7 +198,7 @@ class RedisBroker:
 
     async def _publish_remote(self, publication: Publication) -> Position | None:
         try:
-            if publication.room is not None and not publication.presence:
+            if publication.numbered and publication.room is not None:
                 args = publish_args(
                     publication,
                     epoch=secrets.token_urlsafe(6),

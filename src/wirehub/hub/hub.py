@@ -239,16 +239,12 @@ class Hub:
     def _admit_events(self, request: Request) -> Admission:
         if self._authenticate is None:
             return None
-        return authenticate_request(
-            self._authenticate, request, deferrable=True, stats=self.stats
-        )
+        return authenticate_request(self._authenticate, request, deferrable=True, stats=self.stats)
 
     def _admit_plain(self, request: Request) -> Admission:
         if self._authenticate is None:
             return None
-        return authenticate_request(
-            self._authenticate, request, deferrable=False, stats=self.stats
-        )
+        return authenticate_request(self._authenticate, request, deferrable=False, stats=self.stats)
 
     async def _emit_allowed(self, peer: Peer, event: str, data: Any) -> bool:
         assert self._authorize_emit is not None
@@ -549,18 +545,28 @@ class Target:
         self.peer = peer
 
     async def emit(
-        self, event: str, data: Any = None, *, exclude: Peer | str | None = None
+        self,
+        event: str,
+        data: Any = None,
+        *,
+        exclude: Peer | str | None = None,
+        volatile: bool = False,
     ) -> wire.Position | None:
         """Send ``event`` with ``data`` (JSON-able, or bytes) to the target.
 
         ``exclude`` (a Peer or a peer id) does not receive it: broadcast
         without the sender. The data is encoded once for all receivers.
-        Returns the event's position in a room (None for other targets, or
-        when the broker could not give one).
+        ``volatile`` room events get no position and are not kept in history,
+        so they are not recovered after a reconnect and push nothing out of
+        the history: typing notices, cursors, presence-like chatter.
+        Returns the event's position in a room (None for other targets,
+        volatile events, or when the broker could not give one).
         """
         body, binary = wire.event_body(event, data)
         excluded = exclude.id if isinstance(exclude, Peer) else exclude
-        publication = Publication(body, binary, room=self.room, peer=self.peer, exclude=excluded)
+        publication = Publication(
+            body, binary, room=self.room, peer=self.peer, exclude=excluded, volatile=volatile
+        )
         return await self.hub.broker.publish(publication)
 
 
