@@ -45,6 +45,24 @@ class Peer:
     ``user`` is the authenticated identity, if any.
     """
 
+    __slots__ = (
+        "_backlog",
+        "_closed",
+        "_credentials",
+        "_limiter",
+        "_pending",
+        "_reading_paused",
+        "_ready",
+        "_rooms",
+        "_tasks",
+        "hub",
+        "id",
+        "info",
+        "state",
+        "transport",
+        "user",
+    )
+
     def __init__(self, hub: Hub, transport: Transport) -> None:
         self.hub = hub
         self.transport = transport

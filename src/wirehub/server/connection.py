@@ -36,6 +36,36 @@ logger = logging.getLogger("wirehub.server")
 class Connection(asyncio.Protocol):
     """HTTP then WebSocket on one socket; implements the hub's ``Transport``."""
 
+    __slots__ = (
+        "_admitted",
+        "_backlog",
+        "_busy",
+        "_deflate",
+        "_drain_waiters",
+        "_early",
+        "_eof",
+        "_high_water",
+        "_lost",
+        "_open",
+        "_out",
+        "_out_size",
+        "_pending",
+        "_queued",
+        "_reading_paused",
+        "_request",
+        "_rx",
+        "_timer",
+        "hub",
+        "loop",
+        "parser",
+        "server",
+        "session",
+        "shares_deflate",
+        "transport",
+        "writing_paused",
+        "ws",
+    )  # tens of thousands of these may be idle at once: no per-instance dict
+
     def __init__(self, server: Server) -> None:
         self.server = server
         self.hub = server.hub
