@@ -49,13 +49,17 @@ def _redis() -> ModuleType:
 
 
 class _Base:
+    _asyncio = False  # which redis-py client family to build
+
     def __init__(
         self,
+        url: str = "redis://127.0.0.1:6379/0",
         *,
-        prefix: str,
-        history_size: int,
-        history_ttl: float | None,
-        cluster: bool,
+        prefix: str = "wirehub",
+        history_size: int = 100,
+        history_ttl: float | None = 3600.0,
+        cluster: bool = False,
+        timeout: float = 5.0,
     ) -> None:
         if not prefix:
             raise ConfigError("an emitter needs a non-empty prefix")
@@ -63,6 +67,14 @@ class _Base:
         self.history_size = history_size
         self.history_ttl = history_ttl
         self.cluster = cluster
+        redis = _redis()
+        family = redis.asyncio if self._asyncio else redis
+        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        if cluster:
+            self.client: Any = family.cluster.RedisCluster.from_url(url, **options)
+        else:
+            self.client = family.Redis.from_url(url, **options)
+        self._publish = self.client.register_script(PUBLISH_SCRIPT)
 
     def _publication(
         self, event: str, data: Any, room: str | None, peer: str | None
@@ -88,27 +100,6 @@ class _Base:
 
 class Emitter(_Base):
     """Emits through Redis from synchronous code; thread-safe (redis-py pools connections)."""
-
-    def __init__(
-        self,
-        url: str = "redis://127.0.0.1:6379/0",
-        *,
-        prefix: str = "wirehub",
-        history_size: int = 100,
-        history_ttl: float | None = 3600.0,
-        cluster: bool = False,
-        timeout: float = 5.0,
-    ) -> None:
-        super().__init__(
-            prefix=prefix, history_size=history_size, history_ttl=history_ttl, cluster=cluster
-        )
-        redis = _redis()
-        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-        if cluster:
-            self.client: Any = redis.cluster.RedisCluster.from_url(url, **options)
-        else:
-            self.client = redis.Redis.from_url(url, **options)
-        self._publish = self.client.register_script(PUBLISH_SCRIPT)
 
     def emit(
         self, event: str, data: Any = None, room: str | None = None, peer: str | None = None
@@ -144,26 +135,7 @@ class Emitter(_Base):
 class AsyncEmitter(_Base):
     """Emits through Redis from asyncio code (another service, not a wirehub node)."""
 
-    def __init__(
-        self,
-        url: str = "redis://127.0.0.1:6379/0",
-        *,
-        prefix: str = "wirehub",
-        history_size: int = 100,
-        history_ttl: float | None = 3600.0,
-        cluster: bool = False,
-        timeout: float = 5.0,
-    ) -> None:
-        super().__init__(
-            prefix=prefix, history_size=history_size, history_ttl=history_ttl, cluster=cluster
-        )
-        redis = _redis()
-        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-        if cluster:
-            self.client: Any = redis.asyncio.cluster.RedisCluster.from_url(url, **options)
-        else:
-            self.client = redis.asyncio.Redis.from_url(url, **options)
-        self._publish = self.client.register_script(PUBLISH_SCRIPT)
+    _asyncio = True
 
     async def emit(
         self, event: str, data: Any = None, room: str | None = None, peer: str | None = None

@@ -196,22 +196,20 @@ def unpack_binary(message: bytes) -> tuple[bytes, bytes]:
 
 def decode_client(message: str | bytes) -> tuple[ClientMessage, bytes | None]:
     """Decode a client message; return it and the binary payload, if any."""
-    payload = None
-    if isinstance(message, bytes):
-        message, payload = unpack_binary(message)
-    try:
-        return _client_decoder.decode(message), payload
-    except msgspec.DecodeError as exc:
-        raise DecodeError(str(exc)) from None
+    return _decode(_client_decoder, message)
 
 
 def decode_server(message: str | bytes) -> tuple[ServerMessage, bytes | None]:
     """Decode a server message (for clients); return it and the binary payload, if any."""
+    return _decode(_server_decoder, message)
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], message: str | bytes) -> tuple[Any, bytes | None]:
     payload = None
     if isinstance(message, bytes):
         message, payload = unpack_binary(message)
     try:
-        return _server_decoder.decode(message), payload
+        return decoder.decode(message), payload
     except msgspec.DecodeError as exc:
         raise DecodeError(str(exc)) from None
 
