@@ -11,6 +11,7 @@ and response, the socket) costs the same with either.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -53,10 +54,8 @@ class _Collect:
 def with_httptools() -> None:
     sink = _Collect()
     parser = httptools.HttpRequestParser(sink)
-    try:
+    with contextlib.suppress(httptools.HttpParserUpgrade):
         parser.feed_data(REQUEST)
-    except httptools.HttpParserUpgrade:
-        pass
     assert sink.done and len(sink.headers) == 12 and parser.get_method() == b"GET"
 
 
