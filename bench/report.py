@@ -16,6 +16,7 @@ from rich.table import Table
 
 Row = tuple[str, str, Metric]  # (workload, label, metric)
 LOADGEN_BOUND = "*"
+NOISY = "~"  # every run of the cell overlapped other processes' CPU use
 
 
 def rows(doc: dict[str, Any]) -> list[Row]:
@@ -65,6 +66,8 @@ def cell_text(doc: dict[str, Any], server: str, row: Row) -> str:
         text += f" ({own / base:.2f}x)"
     if cell.get("loadgen_saturated"):
         text += LOADGEN_BOUND
+    if cell.get("noisy"):
+        text += NOISY
     if cell["ok_runs"] < cell["runs"]:
         text += f" [{cell['ok_runs']}/{cell['runs']} ok]"
     return text
@@ -83,9 +86,18 @@ def noise(doc: dict[str, Any]) -> str:
     if not values:
         return ""
     median = values[len(values) // 2]
+    limit = doc["meta"].get("max_noise_pct")
+    cells = [c for per_server in doc["summary"].values() for c in per_server.values()]
+    dropped = sum(c.get("noisy_runs_dropped", 0) for c in cells)
+    left_out = (
+        f" {dropped} run(s) above {limit:.0f} % were left out of medians that had a quieter run."
+        if limit is not None
+        else ""
+    )
     return (
         f"Machine noise: during the measured windows other processes kept a median "
         f"{median:.0f} % of one core busy on cores 0-1 (range {values[0]:.0f}-{values[-1]:.0f} %)."
+        + left_out
     )
 
 
@@ -100,7 +112,8 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         f"Baseline: **{doc['baseline']}**. Cells: median (ratio to baseline). "
         f"`{LOADGEN_BOUND}` = load generator above 90 % of its core (the number is a lower bound "
-        "for the server). `n/a` = feature not supported, `DNF` = did not finish in time.",
+        "for the server). `~` = every run was noisy (other processes busy on the benchmark "
+        "cores). `n/a` = feature not supported, `DNF` = did not finish in time.",
         "",
         noise(doc),
         "",

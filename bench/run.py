@@ -205,11 +205,31 @@ def plan(servers: dict[str, Server], workloads: list[str], repeat: int, shared: 
     return jobs
 
 
-def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median of every numeric field over the successful runs (all runs if none succeeded)."""
+def noisy(run: dict[str, Any], limit: float) -> bool:
+    """Other processes kept > ``limit`` % of a core busy on our two cores during the window.
+
+    Windows under 1 s are never called noisy: 10 ms tick counters can't tell there.
+    """
+    return bool(run.get("wall_s", 0) >= 1.0 and run.get("other_cpu_pct", 0) > limit)
+
+
+def median_of(runs: list[dict[str, Any]], noise_limit: float) -> dict[str, Any]:
+    """Median of every numeric field over the successful, quiet runs.
+
+    On a shared machine a run that overlapped someone else's CPU burst is left
+    out when a quieter run of the same cell exists; with none, all successful
+    runs count (and the cell is marked). All runs count if none succeeded.
+    """
     ok = [r for r in runs if r.get("ok")]
-    pool = ok or runs
-    out: dict[str, Any] = {"ok": len(ok) == len(runs), "runs": len(runs), "ok_runs": len(ok)}
+    quiet = [r for r in ok if not noisy(r, noise_limit)]
+    pool = quiet or ok or runs
+    out: dict[str, Any] = {
+        "ok": len(ok) == len(runs),
+        "runs": len(runs),
+        "ok_runs": len(ok),
+        "noisy_runs_dropped": len(ok) - len(quiet) if quiet else 0,
+        "noisy": bool(ok) and not quiet,
+    }
     keys = {
         k
         for r in pool
@@ -270,6 +290,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--png", type=Path, help="chart (default: the JSON path with .png)")
     parser.add_argument("--port", type=int, default=9100, help="first port to try")
     parser.add_argument("--list", action="store_true", help="list servers and workloads, exit")
+    parser.add_argument(
+        "--max-noise",
+        type=float,
+        default=25.0,
+        help="drop runs where other processes used more than this %% of a core on the two"
+        " benchmark cores, when a quieter run of the same cell exists (default 25)",
+    )
     parser.add_argument(
         "--shared-server",
         action="store_true",
@@ -363,7 +390,7 @@ def main() -> int:
         for workload in workloads:
             cell = [r for r in runs if r["server"] == name and r["workload"] == workload]
             if cell:
-                summary.setdefault(name, {})[workload] = median_of(cell)
+                summary.setdefault(name, {})[workload] = median_of(cell, args.max_noise)
     baseline = next((b for b in BASELINES if b in summary), next(iter(summary), ""))
     seconds = round(time.monotonic() - started, 1)
     doc: dict[str, Any] = {
@@ -373,6 +400,7 @@ def main() -> int:
             "quick": args.quick,
             "repeat": repeat,
             "shared_server": args.shared_server or args.quick,
+            "max_noise_pct": args.max_noise,
             "git": commit,
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
