@@ -245,9 +245,7 @@ async def connect(
     timeout: float = 10.0,
 ) -> Conn:
     loop = asyncio.get_running_loop()
-    conn = Conn(
-        request, target.dialect == "sio", on_frames, keep_payloads, target.dialect == "wh"
-    )
+    conn = Conn(request, target.dialect == "sio", on_frames, keep_payloads, target.dialect == "wh")
     async with asyncio.timeout(timeout):
         await loop.create_connection(lambda: conn, target.host, target.port)
         await conn.ready
