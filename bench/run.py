@@ -35,7 +35,6 @@ from typing import IO, Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from loadgen.workloads import WORKLOADS  # noqa: E402
 from registry import BASELINES, Server, available  # noqa: E402
 from report import render  # noqa: E402
 from rich.progress import (  # noqa: E402
@@ -45,6 +44,8 @@ from rich.progress import (  # noqa: E402
     TextColumn,
     TimeElapsedColumn,
 )
+
+from wirehub.loadgen.workloads import WORKLOADS  # noqa: E402
 
 SERVER_CORE, LOADGEN_CORE = 0, 1
 PEERS = (
@@ -150,7 +151,7 @@ def run_job(job: Job, port: int, quick: bool, log: IO[bytes]) -> Any:
                 [
                     sys.executable,
                     "-m",
-                    "loadgen",
+                    "wirehub.loadgen",
                     "--port",
                     str(port),
                     "--server-pid",

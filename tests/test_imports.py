@@ -26,6 +26,7 @@ LAYER_OF = {
     "security": "security",
     "hub": "hub",
     "client": "client",
+    "loadgen": "loadgen",
     "server": "server",
     "cli": "cli",
     "terminal": "cli",
@@ -43,9 +44,11 @@ ALLOWED = {
     "hub": {"base", "protocol", "http", "brokers", "security", "hub"},
     # The Python client is protocol plus a connection: never the hub or the server.
     "client": {"base", "protocol", "client"},
+    # The benchmark load generator: raw sockets of its own, nothing of wirehub.
+    "loadgen": {"loadgen"},
     "server": {"base", "protocol", "http", "brokers", "security", "hub", "server"},
     "cli": {"base", "protocol", "http", "brokers", "security", "hub", "client", "server", "cli"}
-    | {"root"},
+    | {"root", "loadgen"},
     # ``import wirehub`` must not load the server or the CLI.
     "root": {"base", "protocol", "http", "brokers", "security", "hub", "client"},
 }

@@ -1,1 +1,0 @@
-"""wirehub benchmark load generator: one process acting as up to ~11k raw WebSocket clients."""

@@ -240,3 +240,62 @@ def connect(
         parsed.append((name.strip(), value.strip()))
     code = asyncio.run(run_terminal(url, parsed, list(subprotocols), insecure=insecure))
     sys.exit(code)
+
+
+@main.command()
+@click.argument("url")
+@click.option(
+    "--workloads",
+    default="echo_latency,echo_throughput,fanout_1k,handshakes_seq,handshakes_50",
+    show_default=True,
+    help="Comma-separated; see bench/README.md for all of them.",
+)
+@click.option(
+    "--dialect",
+    type=click.Choice(["ws", "wh", "sio"]),
+    default="ws",
+    show_default=True,
+    help="ws: the plain bench contract; wh: a wirehub event hub; sio: Socket.IO.",
+)
+@click.option("--server-pid", type=int, default=0, help="Server pid (same machine): adds CPU/op.")
+@click.option("--quick", is_flag=True, help="Tiny sizes: check the set-up in seconds.")
+def bench(url: str, workloads: str, dialect: str, server_pid: int, quick: bool) -> None:
+    """Load-test the server at URL (ws://host:port) with the benchmark workloads.
+
+    The server implements bench/README.md's contract: /echo echoes, /fanout
+    subscribers (?role=sub&room=R) get what publishers (?role=pub) send. With
+    --dialect wh, the same over a wirehub event hub's /ws (bench/servers/
+    wirehub_events.py is one). Run the load generator on another core than the
+    server, or on another machine; `make bench` compares servers side by side.
+    """
+    from urllib.parse import urlsplit
+
+    from wirehub.loadgen.__main__ import run_workloads
+
+    parts = urlsplit(url)
+    if parts.scheme != "ws" or not parts.hostname or not parts.port:
+        raise click.UsageError("URL is ws://host:port (the load generator does not do TLS)")
+    names = [name.strip() for name in workloads.split(",") if name.strip()]
+    results = run_workloads(parts.hostname, parts.port, dialect, names, server_pid, quick)
+    failed = False
+    for result in results:
+        failed |= not result.get("ok")
+        click.echo(_bench_line(result))
+    sys.exit(1 if failed else 0)
+
+
+def _bench_line(result: dict[str, Any]) -> str:
+    name = str(result["workload"])
+    if not result.get("ok"):
+        return f"{name:20} failed: {result.get('error')}"
+    parts = [f"{result['ops_per_s']:>12,.0f} ops/s"]
+    for key, label in (("p50_us", "p50"), ("p99_us", "p99")):
+        if result.get(key) is not None:
+            parts.append(f"{label} {result[key]:,.0f} µs")
+    if result.get("kib_per_conn") is not None:
+        parts.append(f"{result['kib_per_conn']:.1f} KiB/conn")
+    if result.get("server_cpu_us_per_op") is not None:
+        parts.append(f"server {result['server_cpu_us_per_op']:.1f} µs/op")
+    if result.get("loadgen_saturated"):
+        parts.append("(load generator saturated: a lower bound)")
+    return f"{name:20} " + "  ".join(parts)

@@ -23,6 +23,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+__all__ = [
+    "Conn",
+    "HandshakeError",
+    "OnFrames",
+    "Target",
+    "client_frame",
+    "close_all",
+    "connect",
+    "connect_many",
+]
+
 ZERO_MASK = b"\x00\x00\x00\x00"
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
 # Fixed key: the load generator doesn't check Sec-WebSocket-Accept (loopback, known peers).

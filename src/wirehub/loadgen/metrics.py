@@ -9,12 +9,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = ["Window", "cores_busy_s", "own_cpu_s", "percentile", "rss_kib", "server_cpu_s"]
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SATURATED = 0.90  # a load generator above this share of its core is the bottleneck
 
 
 def server_cpu_s(pid: int) -> float:
-    """utime + stime of a whole process (all threads), in seconds."""
+    """utime + stime of a whole process (all threads), in seconds; 0 for an unknown pid (0)."""
+    if pid <= 0:
+        return 0.0
     with open(f"/proc/{pid}/stat") as f:
         # The command name may contain spaces: split after its closing parenthesis.
         fields = f.read().rsplit(")", 1)[1].split()
@@ -22,6 +26,8 @@ def server_cpu_s(pid: int) -> float:
 
 
 def rss_kib(pid: int) -> int:
+    if pid <= 0:
+        raise RuntimeError("memory is read from /proc: give the server's pid (--server-pid)")
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
@@ -83,7 +89,7 @@ class Window:
             "wall_s": round(self.wall, 4),
             "ops_per_s": ops / self.wall,
             "server_cpu_s": round(server, 3),
-            "server_cpu_us_per_op": server * 1e6 / ops if ops else None,
+            "server_cpu_us_per_op": server * 1e6 / ops if ops and self.server_pid > 0 else None,
             "server_cpu_pct": round(100 * server / span, 1),
             "loadgen_cpu_pct": round(100 * lg_share, 1),
             "loadgen_saturated": lg_share > SATURATED,

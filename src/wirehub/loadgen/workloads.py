@@ -17,6 +17,8 @@ from typing import Any
 from .client import Conn, OnFrames, Target, close_all, connect, connect_many
 from .metrics import Window, percentile, rss_kib
 
+__all__ = ["WORKLOADS", "Metric", "Workload"]
+
 Params = dict[str, Any]
 Result = dict[str, Any]
 SIZE = 64  # bytes of application payload per message: a small chat/notification message
