@@ -423,7 +423,7 @@ class Connection(asyncio.Protocol):
             self.send_text(message.encode())
         elif self._open:
             if len(message) < COMPRESSION_THRESHOLD or not self._deflate:
-                self._queue(encode_frame(message, False))  # no engine round trip
+                self._send_now(encode_frame(message, False))  # no engine round trip
             else:
                 assert self.ws is not None
                 self.ws.send(message)
@@ -433,7 +433,7 @@ class Connection(asyncio.Protocol):
         if not self._open:
             return
         if len(payload) < COMPRESSION_THRESHOLD or not self._deflate:
-            self._queue(encode_frame(payload, True))  # no engine round trip
+            self._send_now(encode_frame(payload, True))  # no engine round trip
         else:
             assert self.ws is not None
             self.ws.send_text(payload)
@@ -476,6 +476,18 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     # -- writing -------------------------------------------------------------
+
+    def _send_now(self, frame: bytes) -> None:
+        """A reply to this one client: the first of a tick is written at once
+        (no wait for the end-of-tick flush: an echo's latency), the ones that
+        follow in the same tick are queued behind it and written together."""
+        if self._queued or self.transport is None or self._lost:
+            self._queue(frame)
+            return
+        self.transport.write(frame)
+        self._backlog = self.transport.get_write_buffer_size()
+        self._queued = True  # until the end of the tick: later sends batch
+        self.server.mark_dirty(self)
 
     def _queue(self, data: bytes) -> None:
         if data:
