@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loadgen.workloads import WORKLOADS, Metric
 from rich.console import Console
 from rich.table import Table
+
+from wirehub.loadgen.workloads import WORKLOADS, Metric
 
 Row = tuple[str, str, Metric]  # (workload, label, metric)
 LOADGEN_BOUND = "*"
