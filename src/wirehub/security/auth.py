@@ -18,6 +18,7 @@ Authorization from the identity's claims is in ``wirehub.security.claims``.
 
 from __future__ import annotations
 
+import abc
 import collections
 import http
 import http.cookies
@@ -41,7 +42,7 @@ Admission = Response | Awaitable[Response | None] | None
 """What a pre-upgrade check answers: None (go on), a refusal, or an awaitable of either."""
 
 
-class TokenAuth:
+class TokenAuth(abc.ABC):
     """Base of token authenticators: subclass it and implement ``verify``.
 
     ``refresh_before``: seconds before the identity expires at which the
@@ -64,9 +65,9 @@ class TokenAuth:
         self.cookie = cookie
         self.allow_message = allow_message
 
+    @abc.abstractmethod
     def verify(self, token: str) -> Any:
         """The identity a token stands for; raises ``Reject`` (401, close code 4001/4004)."""
-        raise NotImplementedError
 
     def expires_at(self, identity: Any) -> float | None:
         """When ``identity`` stops being valid (Unix time, seconds), or None: never."""
