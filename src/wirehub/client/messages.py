@@ -63,5 +63,5 @@ def encode(message: dict[str, Any] | bytes) -> bytes:
         return message
     try:
         return wire.encode_json(message)
-    except (NotImplementedError, ValueError) as exc:  # msgspec.EncodeError is a ValueError
+    except (TypeError, ValueError) as exc:  # msgspec.EncodeError is a ValueError
         raise TypeError(f"cannot send as JSON: {exc}") from None

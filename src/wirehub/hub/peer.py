@@ -137,7 +137,7 @@ class Peer:
             return
         try:
             payload = wire.encode(wire.Ack(request_id, data))
-        except (TypeError, NotImplementedError, ValueError) as exc:
+        except (TypeError, ValueError) as exc:
             logger.error("cannot encode the answer to request %s as JSON: %s", request_id, exc)
             self._error(request_id, ErrorCode.INTERNAL_ERROR, "internal error")
             return

@@ -151,11 +151,11 @@ ServerMessage = Welcome | Event | Ack | Error | Presence | Refresh
 
 
 def _enc_hook(obj: Any) -> Any:
-    # pydantic models (optional dependency) and anything with a dict view.
+    # pydantic models (optional dependency); anything else msgspec cannot encode is refused.
     dump = getattr(obj, "model_dump", None)
     if callable(dump):
         return dump(mode="json")
-    raise NotImplementedError(f"cannot encode {type(obj).__name__} as JSON")
+    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
 
 
 _encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
@@ -243,7 +243,7 @@ def event_body(event: str, data: Any) -> tuple[bytes, bytes | None]:
         return _encoder.encode(_BinaryBody(event))[1:], bytes(data)
     try:
         return _encoder.encode(_Body(event, data))[1:], None
-    except (NotImplementedError, msgspec.EncodeError) as exc:
+    except (TypeError, msgspec.EncodeError) as exc:
         raise TypeError(f"event {event!r}: {exc}") from None
 
 
