@@ -232,11 +232,8 @@ async def check_dispatch(hub: Hub, batch: list[str | bytes]) -> None:
     peer.connection_lost(1000, "")
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(messages, min_size=1, max_size=8))
-def test_peer_answers_every_message(batch: list[str | bytes]) -> None:
-    """Each message gets a dispatch or an error; requests exactly one answer with their id."""
-    hub = dispatch_hub()
+def run_dispatch(hub: Hub, batch: list[str | bytes]) -> None:
+    """Start ``hub``, feed ``batch`` to a peer through ``check_dispatch``, stop it."""
 
     async def run() -> None:
         await hub.start()
@@ -246,6 +243,15 @@ def test_peer_answers_every_message(batch: list[str | bytes]) -> None:
             await hub.stop()
 
     asyncio.run(run())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(messages, min_size=1, max_size=8))
+def test_peer_answers_every_message(batch: list[str | bytes]) -> None:
+    """Each message gets a dispatch or an error; requests exactly one answer with their id."""
+    hub = dispatch_hub()
+
+    run_dispatch(hub, batch)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -256,11 +262,4 @@ def test_peer_with_limits_and_hooks_answers_every_message(batch: list[str | byte
     hub.authorize_emit(lambda peer, event, data: event != "echo" or data != 1)
     hub.authorize_join(lambda peer, room: room != "lobby")
 
-    async def run() -> None:
-        await hub.start()
-        try:
-            await check_dispatch(hub, batch)
-        finally:
-            await hub.stop()
-
-    asyncio.run(run())
+    run_dispatch(hub, batch)
