@@ -199,7 +199,9 @@ async def fanout_latency(target: Target, pid: int, p: Params) -> Result:
     def probe(conn: Conn, n: int, payloads: list[bytes] | None) -> None:
         now = time.perf_counter_ns()
         for data in payloads or ():
-            i = data.find(b'"T')  # inside JSON (Socket.IO, wirehub events), else raw
+            # Inside JSON (Socket.IO, wirehub events) the stamp is the last '"T': a
+            # wirehub epoch (random text earlier in the event) may begin with T too.
+            i = data.rfind(b'"T')
             i = i + 1 if i >= 0 else data.find(b"T")
             samples.append(now - int(data[i + 1 : i + 20]))
         sink(conn, n, None)
