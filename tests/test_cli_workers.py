@@ -34,7 +34,7 @@ def alive(pid: int) -> bool:
 
 @contextlib.asynccontextmanager
 async def workers(
-    redis_url: str, prefix: str, *args: str
+    redis_url: str, prefix: str, *args: str, app: str = APP
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, str, set[int]]]:
     """Run ``wirehub serve --workers 2``; yield it, its ws:// URL and the worker pids seen.
 
@@ -45,7 +45,7 @@ async def workers(
         "-m",
         "wirehub",
         "serve",
-        APP,
+        app,
         "--workers",
         "2",
         "--redis",

@@ -9,7 +9,7 @@ import inspect
 import logging
 import os
 import ssl as _ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -24,6 +24,7 @@ from wirehub.http.routing import HttpHandler, Router
 from wirehub.http.static import StaticFiles, file_response
 from wirehub.hub.api import EMIT_PATH, emit_route
 from wirehub.hub.handlers import HandlerSpec
+from wirehub.hub.lifecycle import Lifecycle
 from wirehub.hub.peer import DisconnectReason, Peer
 from wirehub.hub.room import Room, check_room_name
 from wirehub.hub.transport import Transport
@@ -130,6 +131,7 @@ class Hub:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.lifecycle = Lifecycle()
         if events_path is not None:
             self.router.add_websocket(events_path, _EventEndpoint(self))
         for name in ("wirehub.js", "wirehub.d.ts"):  # the browser client, from the package
@@ -290,7 +292,11 @@ class Hub:
     ) -> concurrent.futures.Future[wire.Position | None]:
         """``emit`` from another thread (a Flask view, a worker thread)."""
         if self._loop is None:
-            raise ConfigError("the hub is not running: start the server first")
+            raise ConfigError(
+                "the hub is not running in this process (under --workers it runs in the "
+                "workers, not where the app was imported): start producers from an "
+                "@hub.on_startup hook, or emit with wirehub.Emitter"
+            )
         target = Target(self, room=room)
         coro = target.emit(event, data, exclude=exclude)
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -308,15 +314,50 @@ class Hub:
 
     # -- lifecycle -----------------------------------------------------------
 
+    def on_startup(self, hook: H) -> H:
+        """Decorate a function (sync or async, no arguments) to run when the hub starts.
+
+        It runs in every process that serves the hub: each ``--workers``
+        worker after the fork, and under an ASGI server's lifespan. The
+        broker is connected by then, so it may emit. If it raises, the hub
+        does not start. See ``wirehub.hub.lifecycle``.
+        """
+        return self.lifecycle.on_startup(hook)
+
+    def on_shutdown(self, hook: H) -> H:
+        """Decorate a function (sync or async) to run when the hub stops.
+
+        It runs after the clients left and the background tasks ended,
+        before the broker closes; an error is logged and the others still run.
+        """
+        return self.lifecycle.on_shutdown(hook)
+
+    def start_background_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` for the life of the hub; it is cancelled at shutdown.
+
+        Call it from an ``on_startup`` hook (once per worker) or a handler.
+        Its exception, if any, is logged. Raises ``ConfigError`` where the
+        hub is not running (at import time, in the ``--workers`` supervisor).
+        """
+        return self.lifecycle.start_background_task(coro)
+
     async def start(self) -> None:
-        """Connect the broker; the server calls this before accepting clients."""
+        """Connect the broker, run the startup hooks; the host calls this before serving."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             await self.broker.start(self)
+            try:
+                await self.lifecycle.startup()
+            except BaseException:
+                self._loop = None
+                await self.broker.close()
+                raise
 
     async def stop(self) -> None:
-        """Release the broker; the server calls this after the last client left."""
+        """End background tasks, run the shutdown hooks, release the broker; after the
+        last client left."""
         if self._loop is not None:
+            await self.lifecycle.shutdown()
             self._loop = None
             await self.broker.close()
 

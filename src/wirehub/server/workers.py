@@ -26,6 +26,7 @@ import signal
 import socket
 import ssl as _ssl
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -73,6 +74,7 @@ def run_workers(
         raise ConfigError("workers is 1 or more")
     if not hasattr(socket, "SO_REUSEPORT") or not hasattr(os, "fork"):
         raise ConfigError("several workers need fork() and SO_REUSEPORT (Linux, BSD, macOS)")
+    _warn_about_threads()
     info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, _, _, _, address = info[0]
     reserved = _reuseport_socket(family, address)
@@ -85,6 +87,21 @@ def run_workers(
         return supervisor.run(lambda: on_ready(url) if on_ready is not None else None)
     finally:
         reserved.close()
+
+
+def _warn_about_threads() -> None:
+    """Threads started when the app was imported stay in this supervisor: fork copies only
+    the calling thread, and the hub serves nobody here (their ``emit_threadsafe`` raises)."""
+    threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    if threads:
+        logger.error(
+            "%d thread(s) started before the workers were forked (%s) run only in the "
+            "supervisor, which serves no clients: their emits reach nobody. Start producers "
+            "from an @hub.on_startup hook (hub.start_background_task), or use wirehub.Emitter "
+            "(docs/frameworks.md)",
+            len(threads),
+            ", ".join(threads),
+        )
 
 
 def _reuseport_socket(family: int, address: Any) -> socket.socket:

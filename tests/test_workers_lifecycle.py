@@ -1,0 +1,55 @@
+"""Lifecycle under ``wirehub serve --workers 2 --redis``: producers run after the fork."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import wirehub
+from tests.conftest import UNIT
+from tests.test_cli import START
+from tests.test_cli_workers import workers
+
+
+async def test_dashboard_producer_delivers_under_two_workers(redis_url: str, prefix: str) -> None:
+    """examples/dashboard.py: one elected worker produces; clients of both workers get it."""
+    async with workers(redis_url, prefix, app="examples/dashboard.py:hub") as (_, url, seen):
+        by_worker: dict[int, wirehub.Client] = {}
+        extra: list[wirehub.Client] = []
+        async with asyncio.timeout(10 * UNIT):
+            while len(by_worker) < 2:
+                client = await wirehub.connect(url)
+                pid = await client.call("worker")
+                seen.add(pid)
+                if pid in by_worker:
+                    extra.append(client)
+                else:
+                    by_worker[pid] = client
+            for client in extra:
+                await client.close()
+            producers: set[int] = set()
+            for client in by_worker.values():
+                samples: asyncio.Queue[dict[str, float]] = asyncio.Queue()
+                client.on("sample", samples.put_nowait)
+                for _ in range(3):
+                    producers.add(int((await samples.get())["pid"]))
+        assert len(producers) == 1 and producers <= set(by_worker), "only the leader produces"
+        for client in by_worker.values():
+            await client.close()
+
+
+async def test_thread_started_at_import_fails_loudly(redis_url: str, prefix: str) -> None:
+    """A producer thread started at import under --workers: an error at startup, not silence."""
+    app = "tests/apps/thread_producer.py:hub"
+    async with workers(redis_url, prefix, app=app) as (process, _, _):
+        assert process.stderr is not None
+        stderr = ""
+        expected = (
+            "thread(s) started before the workers were forked (metrics-producer)",
+            "ConfigError: the hub is not running in this process",
+        )
+        async with asyncio.timeout(START):
+            while not all(text in stderr for text in expected):
+                stderr += (await process.stderr.readline()).decode()
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), START) == 0
