@@ -40,6 +40,7 @@ ROOT_EXPORTS = {
     "WirehubError",
     "broadcast",
     "connect",
+    "serve",
 }
 
 

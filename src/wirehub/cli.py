@@ -150,14 +150,15 @@ def serve(
         _serve_workers(hub, app, host, port, context, int(shutdown_code), workers)
         return
 
-    def announce(future: asyncio.Future[Any]) -> None:
-        server = future.result()
+    def announce(server: Any) -> None:
         routes = ", ".join(sorted(hub.router.websocket)) or "none"
         click.echo(f"wirehub serving {app} on {server.url} (WebSocket routes: {routes})")
         sys.stdout.flush()
 
+    from wirehub.server.serve import run
+
     try:
-        _run_with_announce(hub, host, port, context, int(shutdown_code), announce)
+        run(hub, host, port, ssl=context, shutdown_code=int(shutdown_code), announce=announce)
     except OSError as exc:  # typically: the address is already in use
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}"
@@ -201,24 +202,6 @@ def _serve_workers(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}"
         ) from None
     sys.exit(status)
-
-
-def _run_with_announce(
-    hub: Hub, host: str, port: int, context: ssl.SSLContext | None, code: int, announce: Any
-) -> None:
-    from wirehub.server.serve import serve as serve_hub
-
-    async def main_() -> None:
-        ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        ready.add_done_callback(announce)
-        await serve_hub(hub, host, port, ssl=context, shutdown_code=code, ready=ready)
-
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main_())
-    else:
-        uvloop.run(main_())
 
 
 @main.command()

@@ -11,7 +11,7 @@ import os
 import ssl as _ssl
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 from wirehub.brokers.base import Broker, History, Publication
 from wirehub.brokers.memory import MemoryBroker
@@ -48,6 +48,20 @@ H = TypeVar("H", bound=Callable[..., Any])
 
 JoinAuthorizer = Callable[[Peer, str], Any]  # -> bool or Awaitable[bool]
 EmitAuthorizer = Callable[[Peer, str, Any], Any]  # -> bool or Awaitable[bool]
+
+
+
+class Runner(Protocol):
+    def __call__(
+        self,
+        hub: Hub,
+        host: str,
+        port: int,
+        *,
+        ssl: _ssl.SSLContext | None,
+        shutdown_code: int,
+    ) -> None: ...
+
 
 MAX_HISTORY_REPLAY = 1000
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -361,6 +375,14 @@ class Hub:
             self._loop = None
             await self.broker.close()
 
+    runner: ClassVar[Runner | None] = None
+    """What ``run`` calls: ``runner(hub, host, port, ssl=..., shutdown_code=...)``.
+
+    The package root sets it to wirehub's own server (``wirehub/__init__.py``),
+    which it loads only when called: the hub layer never imports the server
+    (DESIGN.md), yet ``hub.run()`` is where users start.
+    """
+
     def run(
         self,
         host: str = "127.0.0.1",
@@ -369,16 +391,16 @@ class Hub:
         ssl: _ssl.SSLContext | None = None,
         shutdown_code: int = 1001,
     ) -> None:
-        """Serve until SIGINT/SIGTERM, then shut down gracefully.
+        """Serve with wirehub's own server until SIGINT/SIGTERM, then shut down gracefully.
 
-        Uses uvloop when it is installed. For TLS files, logging options and
-        the rest, use the ``wirehub serve`` command.
+        Prints where it listens. Uses uvloop when it is installed. For TLS
+        files, workers and the rest, use the ``wirehub serve`` command; to
+        serve inside your own event loop, ``async with wirehub.serve(hub)``.
         """
-        # The one call up the layers: running needs the server, and a Hub is
-        # what users hold. Imported here so importing the hub never loads it.
-        from wirehub.server.serve import run
-
-        run(self, host=host, port=port, ssl=ssl, shutdown_code=shutdown_code)
+        runner = type(self).runner  # from the class: not bound to this hub
+        if runner is None:
+            raise ConfigError("no server to run the hub: import wirehub")
+        runner(self, host, port, ssl=ssl, shutdown_code=shutdown_code)
 
     # -- delivery (the broker calls this) -----------------------------------------
 

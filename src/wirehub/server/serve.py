@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import signal
 import socket
 import ssl as _ssl
 import time
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from wirehub.http.messages import Request, Response
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from wirehub.hub.hub import Hub
     from wirehub.server.connection import Connection
 
-__all__ = ["Server", "run", "serve"]
+__all__ = ["Server", "run", "run_loop", "serve"]
 
 logger = logging.getLogger("wirehub.server")
 
@@ -41,6 +42,8 @@ class Server:
         self._dirty: list[Connection] = []
         self._servers: list[asyncio.base_events.Server] = []
         self._idle = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._signals = False
 
     async def listen(
         self,
@@ -146,6 +149,34 @@ class Server:
         if self.closing and not self.connections:
             self._idle.set()
 
+    async def serve_forever(self) -> None:
+        """Wait until ``stop()`` is called or (with ``handle_signals``) SIGINT or SIGTERM."""
+        await self._stop.wait()
+
+    def stop(self) -> None:
+        """Make ``serve_forever`` return (the ``async with`` then shuts down)."""
+        self._stop.set()
+
+    def handle_signals(self) -> None:
+        """Have SIGINT and SIGTERM call ``stop()``; ``restore_signals`` undoes it."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.loop.add_signal_handler(signum, self._on_signal, signum)
+        self._signals = True
+
+    def restore_signals(self) -> None:
+        if self._signals:
+            self._signals = False
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.loop.remove_signal_handler(signum)
+
+    def _on_signal(self, signum: int) -> None:
+        logger.info(
+            "%s: shutting down, closing %d connections",
+            signal.Signals(signum).name,
+            len(self.connections),
+        )
+        self.stop()
+
     async def shutdown(self, code: int | None = None, timeout: float | None = None) -> None:
         """Stop accepting, close every connection, wait up to ``timeout``, cut the rest."""
         if self.closing:
@@ -183,41 +214,77 @@ def _method_not_allowed(methods: frozenset[str]) -> Response:
     return response
 
 
+@contextlib.asynccontextmanager
 async def serve(
     hub: Hub,
-    host: str = "127.0.0.1",
+    host: str | None = "127.0.0.1",
     port: int = 8000,
     *,
     ssl: _ssl.SSLContext | None = None,
     shutdown_code: int = 1001,
     sock: socket.socket | None = None,
     reuse_port: bool = False,
-    ready: asyncio.Future[Server] | None = None,
-) -> None:
-    """Serve ``hub`` until SIGINT or SIGTERM, then shut down gracefully."""
+    handle_signals: bool = False,
+) -> AsyncIterator[Server]:
+    """Serve ``hub`` in the running event loop for the body of an ``async with``::
+
+        async with wirehub.serve(hub, "127.0.0.1", 8000) as server:
+            print("listening on", server.url)
+            await server.serve_forever()  # or run the rest of your program
+
+    Entering starts the hub (broker, startup hooks) and listens (``port=0``:
+    any free port; ``sock``: an already bound socket). Leaving shuts down
+    gracefully: clients are closed with ``shutdown_code``, then shutdown
+    hooks run. No signal handler is installed unless ``handle_signals=True``
+    (then SIGINT and SIGTERM end ``serve_forever``). Raises ``OSError`` when
+    the address cannot be bound (the hub is stopped again first).
+    """
     server = Server(hub, ssl=ssl, shutdown_code=shutdown_code)
-    await server.listen(host, port, sock=sock, reuse_port=reuse_port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    logger.info("wirehub listening on %s", server.url)
-    if ready is not None:
-        ready.set_result(server)
     try:
-        await stop.wait()
-        logger.info("shutting down: closing %d connections", len(server.connections))
+        await server.listen(host, port, sock=sock, reuse_port=reuse_port)
+        if handle_signals:
+            server.handle_signals()
+        logger.info("wirehub listening on %s", server.url)
+        yield server
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+        server.restore_signals()
         await server.shutdown()
 
 
-def run(hub: Hub, **kwargs: object) -> None:
-    """Run ``serve(hub, **kwargs)`` in a new event loop, uvloop if installed."""
+def run(
+    hub: Hub,
+    host: str | None = "127.0.0.1",
+    port: int = 8000,
+    *,
+    ssl: _ssl.SSLContext | None = None,
+    shutdown_code: int = 1001,
+    announce: Callable[[Server], None] | None = None,
+) -> None:
+    """Serve ``hub`` in a new event loop (uvloop if installed) until SIGINT or SIGTERM.
+
+    ``announce(server)`` is called once it listens; by default it prints
+    where (``wirehub listening on http://127.0.0.1:8000 ...``).
+    """
+
+    async def main() -> None:
+        serving = serve(hub, host, port, ssl=ssl, shutdown_code=shutdown_code, handle_signals=True)
+        async with serving as server:
+            (announce or _print_where)(server)
+            await server.serve_forever()
+
+    run_loop(main())
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` in a fresh event loop: uvloop's when it is installed."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(hub, **kwargs))  # type: ignore[arg-type]
+        asyncio.run(main)
     else:
-        uvloop.run(serve(hub, **kwargs))  # type: ignore[arg-type]
+        uvloop.run(main)
+
+
+def _print_where(server: Server) -> None:
+    routes = ", ".join(sorted(server.hub.router.websocket)) or "none"
+    print(f"wirehub listening on {server.url} (WebSocket routes: {routes})", flush=True)

@@ -15,7 +15,6 @@ shutdown code and drains — waits for them, and returns 0.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import dataclasses
@@ -33,6 +32,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from wirehub.exceptions import ConfigError
+from wirehub.server.serve import run_loop, serve
 
 if TYPE_CHECKING:
     from wirehub.hub.hub import Hub
@@ -294,29 +294,17 @@ class _Supervisor:
             os.close(fd)
         self.reserved.close()
         sock = _reuseport_socket(self.family, self.address)
-        _run(self._serve(sock, ready_w))
+        run_loop(self._serve(sock, ready_w))
 
     async def _serve(self, sock: socket.socket, ready_w: int) -> None:
-        from wirehub.server.serve import serve
-
-        ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        ready.add_done_callback(lambda _: os.write(ready_w, b"%d\n" % os.getpid()))
-        await serve(
-            self.hub, sock=sock, ssl=self.ssl, shutdown_code=self.shutdown_code, ready=ready
-        )
+        code = self.shutdown_code
+        serving = serve(self.hub, sock=sock, ssl=self.ssl, shutdown_code=code, handle_signals=True)
+        async with serving as server:
+            os.write(ready_w, b"%d\n" % os.getpid())
+            await server.serve_forever()
 
 
 _SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
-
-
-def _run(main: Any) -> None:
-    """Run ``main`` in a fresh event loop, uvloop if installed (as ``Hub.run`` does)."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
 
 
 def _die_with(parent: int) -> None:
