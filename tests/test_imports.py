@@ -165,6 +165,51 @@ def test_imports_point_down(path: Path) -> None:
     assert violations(source, module, is_package=path.name == "__init__.py") == []
 
 
+def module_graph() -> dict[str, set[str]]:
+    """Each module's wirehub imports (type-only and function-local ones too)."""
+    graph: dict[str, set[str]] = {}
+    for path in MODULES:
+        module = module_name(path)
+        found = imports_of(path.read_text(), module, is_package=path.name == "__init__.py")
+        graph[module] = {imported for imported, _, _ in found if imported != module}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of ``graph``: each as a path that ends where it starts."""
+    found: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(module: str) -> None:
+        state[module] = 1
+        path.append(module)
+        for imported in sorted(graph.get(module, ())):
+            if state.get(imported) == 1:
+                found.append([*path[path.index(imported) :], imported])
+            elif imported not in state:
+                visit(imported)
+        path.pop()
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+    return found
+
+
+def test_no_import_cycles() -> None:
+    """No module imports itself through others, not even for type checking (DESIGN.md)."""
+    assert cycles(module_graph()) == []
+
+
+def test_cycle_check_finds_cycles() -> None:
+    """The cycle check itself reports a loop, however long, and passes a tree."""
+    loop = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(loop) == [["a", "b", "c", "a"]]
+    assert cycles({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
+
+
 def test_every_layer_has_modules() -> None:
     """The layer table names real packages, so a rename cannot silently skip the check."""
     present = {module_name(p).split(".")[1] for p in MODULES if module_name(p) != "wirehub"}

@@ -205,7 +205,7 @@ def expected_id(raw: str | bytes) -> tuple[bool, int | None]:
 
 async def check_dispatch(hub: Hub, batch: list[str | bytes]) -> None:
     transport = FakeTransport()
-    peer = Peer(hub, transport)
+    peer = Peer(hub.node, transport)
     peer.start()
     assert transport.sent[0]["type"] == "welcome"
     del transport.sent[:]

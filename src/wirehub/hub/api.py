@@ -16,17 +16,16 @@ event's ``epoch`` and ``offset``), 400 for a body that is not such an object,
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from wirehub.exceptions import ConfigError
 from wirehub.http.messages import Request, Response
 from wirehub.http.routing import HttpHandler
+from wirehub.hub.node import Node
 from wirehub.hub.room import check_room_name
-
-if TYPE_CHECKING:
-    from wirehub.hub.hub import Hub
+from wirehub.hub.target import Target
 
 __all__ = ["EMIT_PATH", "EmitRequest", "emit_route"]
 
@@ -45,7 +44,7 @@ class EmitRequest(msgspec.Struct, forbid_unknown_fields=True):
 _decoder = msgspec.json.Decoder(EmitRequest)
 
 
-def emit_route(hub: Hub, api_key: str) -> HttpHandler:
+def emit_route(node: Node, api_key: str) -> HttpHandler:
     """The handler of ``POST /api/emit``, answering only requests bearing ``api_key``."""
     if not isinstance(api_key, str) or not api_key:
         raise ConfigError("api_key is a non-empty string")
@@ -57,7 +56,7 @@ def emit_route(hub: Hub, api_key: str) -> HttpHandler:
             response = _error(401, "unauthorized", "send Authorization: Bearer <api key>")
             response.headers.append(("WWW-Authenticate", 'Bearer realm="wirehub"'))
             return response
-        limit = hub.limits.max_message_size
+        limit = node.limits.max_message_size
         if limit is not None and len(request.body) > limit:
             return _error(413, "too_large", f"the body is larger than {limit} bytes")
         try:
@@ -67,13 +66,8 @@ def emit_route(hub: Hub, api_key: str) -> HttpHandler:
         problem = _check(body)
         if problem is not None:
             return _error(400, "bad_request", problem)
-        position = None
-        if body.room is not None:
-            position = await hub.to(body.room).emit(body.event, body.data)
-        elif body.peer is not None:
-            await hub.to_peer(body.peer).emit(body.event, body.data)
-        else:
-            await hub.emit(body.event, body.data)
+        target = Target(node, room=body.room, peer=body.peer)
+        position = await target.emit(body.event, body.data)
         answer: dict[str, Any] = {"ok": True}
         if position is not None:
             answer.update(epoch=position.epoch, offset=position.offset)

@@ -19,30 +19,56 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from wirehub.codes import CloseCode
 from wirehub.exceptions import Reject
+from wirehub.hub.transport import Transport
 from wirehub.protocol import messages as wire
 from wirehub.protocol.websocket import Message
 from wirehub.security.auth import TokenAuth
 
-if TYPE_CHECKING:
-    from wirehub.hub.peer import Peer
-
-__all__ = ["Credentials"]
+__all__ = ["Credentials", "Holder"]
 
 logger = logging.getLogger("wirehub.hub")
 
 
+class Holder(Protocol):
+    """The peer whose token it is (``Peer`` implements it)."""
+
+    id: str
+    user: Any
+    transport: Transport
+
+    @property
+    def connected(self) -> bool: ...
+
+
 class Credentials:
-    """The token side of one peer: first ``auth``, ``refresh`` requests, expiry."""
+    """The token side of one peer: first ``auth``, ``refresh`` requests, expiry.
 
-    __slots__ = ("_timers", "auth", "expires", "peer", "waiting")
+    ``timeout`` is how long the first ``auth`` may take (None: forever);
+    ``begin`` is called once the first ``auth`` was accepted (the connect
+    handler, then the welcome); refusals are counted in ``stats``.
+    """
 
-    def __init__(self, peer: Peer, auth: TokenAuth) -> None:
+    __slots__ = ("_timers", "auth", "begin", "expires", "peer", "stats", "timeout", "waiting")
+
+    def __init__(
+        self,
+        peer: Holder,
+        auth: TokenAuth,
+        *,
+        timeout: float | None,
+        stats: dict[str, int],
+        begin: Callable[[], None],
+    ) -> None:
         self.peer = peer
         self.auth = auth
+        self.timeout = timeout
+        self.stats = stats
+        self.begin = begin
         self.waiting = False  # for the first message, which must be ``auth``
         self.expires: float | None = None
         self._timers: list[asyncio.TimerHandle] = []
@@ -52,9 +78,8 @@ class Credentials:
     def wait_first(self) -> None:
         """The handshake had no token: the first message must bring one."""
         self.waiting = True
-        timeout = self.peer.hub.timeouts.auth
-        if timeout is not None:
-            self._later(timeout, self._no_token)
+        if self.timeout is not None:
+            self._later(self.timeout, self._no_token)
 
     def first(self, message: Message) -> None:
         """The first message arrived while waiting: authenticate, then go on (or close)."""
@@ -72,12 +97,12 @@ class Credentials:
             return
         self.peer.user = identity
         self.schedule()
-        self.peer._begin()  # the connect handler, then welcome (the first auth's answer)
+        self.begin()  # the connect handler, then welcome (the first auth's answer)
 
     def _no_token(self) -> None:
         if self.waiting:
             self.waiting = False
-            self.peer.hub.stats["auth_timeouts"] += 1
+            self.stats["auth_timeouts"] += 1
             self._close(CloseCode.UNAUTHORIZED, "no credentials in time")
 
     # -- after welcome --------------------------------------------------------
@@ -92,9 +117,10 @@ class Credentials:
             return
         self.peer.user = identity
         self.schedule()
-        if request.id is not None:
+        if request.id is not None and self.peer.connected:
             expires_in = None if self.expires is None else round(self.expires - time.time(), 3)
-            self.peer._ack(request.id, {"expires_in": expires_in})
+            answer = wire.Ack(request.id, {"expires_in": expires_in})
+            self.peer.transport.send_text(wire.encode(answer))
 
     def schedule(self) -> None:
         """Arm the refresh request and the expiry for the current identity."""
@@ -116,7 +142,7 @@ class Credentials:
             self.peer.transport.send_text(wire.encode(wire.Refresh(expires_in)))
 
     def _expired(self) -> None:
-        self.peer.hub.stats["tokens_expired"] += 1
+        self.stats["tokens_expired"] += 1
         self._close(CloseCode.TOKEN_EXPIRED, "token expired")
 
     # -- helpers ----------------------------------------------------------------
@@ -126,7 +152,7 @@ class Credentials:
         try:
             identity = self.auth.verify(token)
         except Reject as exc:
-            self.peer.hub.stats["refused_auth"] += 1
+            self.stats["refused_auth"] += 1
             logger.info("peer %s: token refused: %s", self.peer.id, exc.reason)
             self._close(exc.code, exc.reason)
             return None

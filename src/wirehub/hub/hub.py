@@ -5,19 +5,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import inspect
 import logging
 import os
 import ssl as _ssl
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, cast
 
-from wirehub.brokers.base import Broker, History, Publication
+from wirehub.brokers.base import Broker
 from wirehub.brokers.memory import MemoryBroker
-from wirehub.codes import CloseCode, ErrorCode
 from wirehub.config import Limits, Timeouts
-from wirehub.exceptions import ConfigError, EventError
+from wirehub.exceptions import ConfigError
 from wirehub.http.messages import Request, Response
 from wirehub.http.proxy import TrustedProxies
 from wirehub.http.routing import HttpHandler, Router
@@ -25,30 +23,23 @@ from wirehub.http.static import StaticFiles, file_response
 from wirehub.hub.api import EMIT_PATH, emit_route
 from wirehub.hub.handlers import HandlerSpec
 from wirehub.hub.lifecycle import Lifecycle
-from wirehub.hub.peer import DisconnectReason, Peer
-from wirehub.hub.room import Room, check_room_name
+from wirehub.hub.node import EmitAuthorizer, Node
+from wirehub.hub.peer import Peer
+from wirehub.hub.room import JoinAuthorizer, Room
+from wirehub.hub.target import Target
 from wirehub.hub.transport import Transport
 from wirehub.hub.websocket import PlainEndpoint, WebSocketHandler
 from wirehub.protocol import messages as wire
-from wirehub.protocol.websocket import (
-    COMPRESSION_THRESHOLD,
-    encode_deflated_frame,
-    encode_frame,
-)
 from wirehub.security.admission import Gate
 from wirehub.security.auth import Admission, AuthHook, TokenAuth, authenticate_request
 from wirehub.security.origins import OriginPolicy
-from wirehub.security.ratelimit import PeerLimiter, RateLimits
+from wirehub.security.ratelimit import RateLimits
 
 __all__ = ["Hub", "Target"]
 
 logger = logging.getLogger("wirehub.hub")
 
 H = TypeVar("H", bound=Callable[..., Any])
-
-JoinAuthorizer = Callable[[Peer, str], Any]  # -> bool or Awaitable[bool]
-EmitAuthorizer = Callable[[Peer, str, Any], Any]  # -> bool or Awaitable[bool]
-
 
 
 class Runner(Protocol):
@@ -63,7 +54,6 @@ class Runner(Protocol):
     ) -> None: ...
 
 
-MAX_HISTORY_REPLAY = 1000
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
@@ -123,20 +113,23 @@ class Hub:
         self.timeouts = timeouts or Timeouts()
         self.compression = compression
         self.subprotocols = subprotocols
-        self.broker: Broker = broker if broker is not None else MemoryBroker()
         self.presence = presence
         self.slow_consumer = slow_consumer
         self.trusted_proxies = TrustedProxies(trusted_proxies) if trusted_proxies else None
         self.router = Router()
-        self.peers: dict[str, Peer] = {}
-        self.rooms: dict[str, Room] = {}
         self.stats: collections.Counter[str] = collections.Counter()
-        self._handlers: dict[str, HandlerSpec] = {}
-        self._authorize_join: JoinAuthorizer | None = None
-        self._authorize_emit: EmitAuthorizer | None = None
         self._authenticate: AuthHook | None = None
-        self._token_auth: TokenAuth | None = None
         self.rate_limits = rate_limits or RateLimits()
+        self.node = Node(
+            broker if broker is not None else MemoryBroker(),
+            limits=self.limits,
+            timeouts=self.timeouts,
+            stats=self.stats,
+            presence=presence,
+            compression=compression,
+            slow_consumer=slow_consumer,
+            rate_limits=self.rate_limits,
+        )
         self.gate = Gate(
             origins=OriginPolicy(allowed_origins),
             rate_limits=self.rate_limits,
@@ -144,14 +137,32 @@ class Hub:
             stats=self.stats,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
         self.lifecycle = Lifecycle()
         if events_path is not None:
             self.router.add_websocket(events_path, _EventEndpoint(self))
         for name in ("wirehub.js", "wirehub.d.ts"):  # the browser client, from the package
             self.router.add_http(f"/{name}", {"GET"}, _package_file(STATIC / name))
         if api_key is not None:
-            self.router.add_http(EMIT_PATH, {"POST"}, emit_route(self, api_key))
+            self.router.add_http(EMIT_PATH, {"POST"}, emit_route(self.node, api_key))
+
+    @property
+    def broker(self) -> Broker:
+        """The broker carrying emits between nodes; replace it only before serving."""
+        return self.node.broker
+
+    @broker.setter
+    def broker(self, broker: Broker) -> None:
+        self.node.broker = broker
+
+    @property
+    def peers(self) -> dict[str, Peer]:
+        """This process's welcomed peers by id (live; do not mutate it)."""
+        return cast("dict[str, Peer]", self.node.peers)
+
+    @property
+    def rooms(self) -> dict[str, Room]:
+        """This process's rooms with at least one member, by name (live; do not mutate it)."""
+        return self.node.rooms.by_name
 
     # -- routes ------------------------------------------------------------
 
@@ -212,10 +223,11 @@ class Hub:
             raise ConfigError("an event name is a non-empty string")
 
         def register(handler: H) -> H:
-            if event in self._handlers:
+            handlers = self.node.handlers
+            if event in handlers:
                 raise ConfigError(f"a handler for {event!r} already exists")
             lifecycle = event in ("connect", "disconnect")  # their 2nd argument is not data
-            self._handlers[event] = HandlerSpec.inspect(handler, data=not lifecycle)
+            handlers[event] = HandlerSpec.inspect(handler, data=not lifecycle)
             return handler
 
         return register
@@ -226,7 +238,7 @@ class Hub:
         Without one, a client may join any validly named room. Joins made by
         the server (``await peer.join(room)``) are never checked.
         """
-        self._authorize_join = func
+        self.node.rooms.authorize = func
         return func
 
     def authorize_emit(self, func: EmitAuthorizer) -> EmitAuthorizer:
@@ -236,7 +248,7 @@ class Hub:
         an exception, logged) answers ``forbidden`` and the handler does not
         run. Emits made by the server are never checked.
         """
-        self._authorize_emit = func
+        self.node.authorize_emit = func
         return func
 
     def authenticate(self, hook: AuthHook) -> AuthHook:
@@ -249,7 +261,7 @@ class Hub:
         refreshes it on the event endpoint (docs/security.md).
         """
         self._authenticate = hook
-        self._token_auth = hook if isinstance(hook, TokenAuth) else None
+        self.node.token_auth = hook if isinstance(hook, TokenAuth) else None
         return hook
 
     def _admit_events(self, request: Request) -> Admission:
@@ -262,39 +274,23 @@ class Hub:
             return None
         return authenticate_request(self._authenticate, request, deferrable=False, stats=self.stats)
 
-    async def _emit_allowed(self, peer: Peer, event: str, data: Any) -> bool:
-        assert self._authorize_emit is not None
-        try:
-            allowed = self._authorize_emit(peer, event, data)
-            if inspect.isawaitable(allowed):
-                allowed = await allowed
-        except Exception:
-            logger.exception("authorize_emit failed for event %r; refusing", event)
-            allowed = False
-        if not allowed:
-            self.stats["forbidden"] += 1
-        return bool(allowed)
-
-    def _peer_limiter(self) -> PeerLimiter | None:
-        return PeerLimiter(self.rate_limits) if self.rate_limits.per_peer else None
-
     async def emit(
         self, event: str, data: Any = None, *, exclude: Peer | str | None = None
     ) -> None:
         """Send an event to every connected peer (on every node)."""
-        await Target(self).emit(event, data, exclude=exclude)
+        await Target(self.node).emit(event, data, exclude=exclude)
 
     def to(self, room: str) -> Target:
         """The members of ``room`` (on every node): ``await hub.to(room).emit(...)``."""
-        return Target(self, room=room)
+        return Target(self.node, room=room)
 
     def to_peer(self, peer_id: str) -> Target:
         """One peer by id, wherever it is connected."""
-        return Target(self, peer=peer_id)
+        return Target(self.node, peer=peer_id)
 
     def room(self, name: str) -> Room:
         """The local members of ``name`` (an empty room if nobody is in it)."""
-        return self.rooms.get(name) or Room(name)
+        return self.node.rooms.get(name)
 
     def emit_threadsafe(
         self,
@@ -311,7 +307,7 @@ class Hub:
                 "workers, not where the app was imported): start producers from an "
                 "@hub.on_startup hook, or emit with wirehub.Emitter"
             )
-        target = Target(self, room=room)
+        target = Target(self.node, room=room)
         coro = target.emit(event, data, exclude=exclude)
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
@@ -359,7 +355,7 @@ class Hub:
         """Connect the broker, run the startup hooks; the host calls this before serving."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
-            await self.broker.start(self)
+            await self.broker.start(self.node)
             try:
                 await self.lifecycle.startup()
             except BaseException:
@@ -402,236 +398,6 @@ class Hub:
             raise ConfigError("no server to run the hub: import wirehub")
         runner(self, host, port, ssl=ssl, shutdown_code=shutdown_code)
 
-    # -- delivery (the broker calls this) -----------------------------------------
-
-    def deliver(self, publication: Publication) -> None:
-        """Deliver a publication to this node's peers: one encode, one frame, many writes."""
-        receivers: Iterable[Peer]
-        if publication.room is not None:
-            room = self.rooms.get(publication.room)
-            if room is None:
-                return
-            receivers = room.members
-            if publication.presence:
-                payload = b'{"type":"presence","room":%s,%s' % (
-                    wire.encode_json(publication.room),
-                    publication.body,
-                )
-                text = True
-            else:
-                payload, text = wire.event_message(
-                    publication.body, publication.binary, publication.room, publication.position
-                )
-        else:
-            if publication.peer is not None:
-                peer = self.peers.get(publication.peer)
-                if peer is None:
-                    return
-                receivers = (peer,)
-            else:
-                receivers = self.peers.values()
-            payload, text = wire.event_message(publication.body, publication.binary)
-        frame = encode_frame(payload, text)
-        # Big messages are also deflated, once, for every client that can take it.
-        deflated = frame
-        if self.compression and len(payload) >= COMPRESSION_THRESHOLD:
-            deflated = encode_deflated_frame(payload, text)
-        exclude = publication.exclude
-        sent = 0
-        for peer in receivers:  # the hot loop: attribute reads and one call per receiver
-            transport = peer.transport
-            if (
-                (transport.writing_paused and self._behind(peer, transport))
-                or peer.id == exclude
-                or not peer._ready  # joined by the connect handler, not welcomed yet
-            ):
-                continue
-            transport.send_frame(deflated if transport.shares_deflate else frame)
-            sent += 1
-        self.stats["deliveries"] += sent
-
-    def _behind(self, peer: Peer, transport: Transport) -> bool:
-        """Apply the slow-consumer policy; True when this delivery must be skipped."""
-        buffered = transport.buffered
-        if buffered <= self.limits.max_buffered:
-            return False
-        self.stats["dropped"] += 1
-        if self.slow_consumer == "close" and peer.connected and "slow" not in peer.state:
-            peer.state["slow"] = True
-            self.stats["slow_consumers"] += 1
-            logger.warning(
-                "peer %s is not reading (%d bytes unsent); closing it with 4008", peer.id, buffered
-            )
-            transport.close(CloseCode.SLOW_CONSUMER, "slow consumer: not reading fast enough")
-        return True
-
-    # -- rooms -------------------------------------------------------------------
-
-    async def _join(self, peer: Peer, name: str) -> None:
-        if not peer.connected or name in peer._rooms:
-            return
-        room = self.rooms.get(name)
-        first = room is None
-        if room is None:
-            room = self.rooms[name] = Room(name)
-        room.members.add(peer)
-        peer._rooms.add(name)
-        if first:
-            await self.broker.subscribe(name)
-        if self.presence:
-            await self._presence(name, "joined", peer)
-
-    async def _leave(self, peer: Peer, name: str) -> None:
-        if name not in peer._rooms:
-            return
-        peer._rooms.discard(name)
-        if self._forget(peer, name):
-            await self.broker.unsubscribe(name)
-        if self.presence:
-            await self._presence(name, "left", peer)
-
-    def _forget(self, peer: Peer, name: str) -> bool:
-        """Remove ``peer`` from room ``name``; True when the room became empty."""
-        room = self.rooms.get(name)
-        if room is None:
-            return False
-        room.members.discard(peer)
-        if room.members:
-            return False
-        del self.rooms[name]
-        return True
-
-    async def _presence(self, room: str, change: str, peer: Peer) -> None:
-        member = wire.encode_json({"id": peer.id, "info": peer.info})
-        body = b'"%s":%s}' % (change.encode(), member)
-        await self.broker.publish(Publication(body, room=room, exclude=peer.id, presence=True))
-
-    async def _client_join(
-        self, peer: Peer, room: str, since: wire.Position | None, history: int
-    ) -> dict[str, Any]:
-        """A ``join`` request: check, authorize, join, replay; return the ack's data."""
-        problem = check_room_name(room)
-        if problem is not None:
-            raise EventError(ErrorCode.INVALID_DATA, problem, {"path": "$.room", "error": problem})
-        if room not in peer._rooms:
-            limit = self.limits.max_rooms_per_peer
-            if limit is not None and len(peer._rooms) >= limit:
-                raise EventError(
-                    ErrorCode.LIMIT_EXCEEDED, f"a peer may be in at most {limit} rooms"
-                )
-            if not await self._authorized(peer, room):
-                self.stats["forbidden"] += 1
-                raise EventError(ErrorCode.FORBIDDEN, "not allowed to join this room")
-            await self._join(peer, room)
-        limit = MAX_HISTORY_REPLAY if since is not None else min(history, MAX_HISTORY_REPLAY)
-        kept = await self.broker.history(room, since, limit)
-        self._replay(peer, room, kept)
-        answer: dict[str, Any] = {"epoch": kept.position.epoch, "offset": kept.position.offset}
-        if since is not None:
-            answer["recovered"] = kept.recovered
-        if self.presence:
-            members = self.room(room).members
-            answer["members"] = [{"id": p.id, "info": p.info} for p in members]
-        return answer
-
-    async def _position(self, room: str) -> wire.Position:
-        """The room's latest position."""
-        return (await self.broker.history(room, None, 0)).position
-
-    def _replay(self, peer: Peer, room: str, kept: History) -> None:
-        for publication in kept.publications:
-            peer.send(
-                *wire.event_message(
-                    publication.body, publication.binary, room, publication.position
-                )
-            )
-
-    async def _authorized(self, peer: Peer, room: str) -> bool:
-        if self._authorize_join is None:
-            return True
-        try:
-            allowed = self._authorize_join(peer, room)
-            if asyncio.iscoroutine(allowed):
-                allowed = await allowed
-        except Exception:
-            logger.exception("authorize_join failed for room %r; refusing", room)
-            return False
-        return bool(allowed)
-
-    # -- peers -------------------------------------------------------------------
-
-    def _peer_gone(self, peer: Peer, reason: DisconnectReason) -> None:
-        welcomed = self.peers.pop(peer.id, None) is not None
-        rooms = list(peer._rooms)
-        peer._rooms.clear()
-        emptied = [name for name in rooms if self._forget(peer, name)]
-        if not (emptied or (self.presence and rooms) or welcomed):
-            return
-        task = asyncio.get_running_loop().create_task(
-            self._after_disconnect(peer, reason, rooms, emptied, welcomed)
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _after_disconnect(
-        self,
-        peer: Peer,
-        reason: DisconnectReason,
-        rooms: list[str],
-        emptied: list[str],
-        welcomed: bool,
-    ) -> None:
-        for name in emptied:
-            await self.broker.unsubscribe(name)
-        if self.presence:
-            for name in rooms:
-                await self._presence(name, "left", peer)
-        spec = self._handlers.get("disconnect")
-        if spec is None or not welcomed:
-            return
-        try:
-            result = spec.func(peer, reason) if spec.takes_data else spec.func(peer)
-            if spec.is_async:
-                await result
-        except Exception:
-            logger.exception("disconnect handler failed")
-
-
-class Target:
-    """Where an emit goes: every peer, one room, or one peer (on every node)."""
-
-    __slots__ = ("hub", "peer", "room")
-
-    def __init__(self, hub: Hub, *, room: str | None = None, peer: str | None = None) -> None:
-        self.hub = hub
-        self.room = room
-        self.peer = peer
-
-    async def emit(
-        self,
-        event: str,
-        data: Any = None,
-        *,
-        exclude: Peer | str | None = None,
-        volatile: bool = False,
-    ) -> wire.Position | None:
-        """Send ``event`` with ``data`` (JSON-able, or bytes) to the target.
-
-        ``exclude`` (a Peer or a peer id) does not receive it: broadcast
-        without the sender. The data is encoded once for all receivers.
-        ``volatile`` room events get no position and are not kept in history,
-        so they are not recovered after a reconnect and push nothing out of
-        the history: typing notices, cursors, presence-like chatter.
-        Returns the event's position in a room (None for other targets,
-        volatile events, or when the broker could not give one).
-        """
-        body, binary = wire.event_body(event, data)
-        excluded = exclude.id if isinstance(exclude, Peer) else exclude
-        publication = Publication(
-            body, binary, room=self.room, peer=self.peer, exclude=excluded, volatile=volatile
-        )
-        return await self.hub.broker.publish(publication)
-
 
 def _package_file(path: Path) -> HttpHandler:
     def serve(request: Request) -> Response:
@@ -655,6 +421,6 @@ class _EventEndpoint:
         return self.hub._admit_events(request)
 
     def open(self, transport: Transport) -> Peer:
-        peer = Peer(self.hub, transport)
+        peer = Peer(self.hub.node, transport)
         peer.start()
         return peer

@@ -10,7 +10,7 @@ import asyncio
 import collections
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any
 
 from wirehub.codes import CloseCode, ErrorCode
 from wirehub.exceptions import EventError, Reject
@@ -18,23 +18,14 @@ from wirehub.http.messages import Request
 from wirehub.hub.credentials import Credentials
 from wirehub.hub.eager import run_eagerly
 from wirehub.hub.handlers import HandlerSpec
+from wirehub.hub.node import DisconnectReason, Node
 from wirehub.hub.transport import Transport
 from wirehub.protocol import messages as wire
 from wirehub.protocol.websocket import Message
 
-if TYPE_CHECKING:
-    from wirehub.hub.hub import Hub
-
 __all__ = ["DisconnectReason", "Peer"]
 
 logger = logging.getLogger("wirehub.hub")
-
-
-class DisconnectReason(NamedTuple):
-    """Why a peer left: the WebSocket close code and reason (1006: connection lost)."""
-
-    code: int
-    reason: str
 
 
 class Peer:
@@ -42,7 +33,9 @@ class Peer:
 
     ``id`` is unique and unguessable; ``state`` is a dict for the application;
     ``info`` is what presence shows other members (e.g. ``{"name": "ada"}``);
-    ``user`` is the authenticated identity, if any.
+    ``user`` is the authenticated identity, if any. ``welcomed`` turns True
+    when the client got its ``welcome``. A Peer is made by the event endpoint
+    with its hub's ``Node``.
     """
 
     __slots__ = (
@@ -52,33 +45,31 @@ class Peer:
         "_limiter",
         "_pending",
         "_reading_paused",
-        "_ready",
-        "_rooms",
         "_tasks",
-        "hub",
         "id",
         "info",
+        "node",
         "state",
         "transport",
         "user",
+        "welcomed",
     )
 
-    def __init__(self, hub: Hub, transport: Transport) -> None:
-        self.hub = hub
+    def __init__(self, node: Node, transport: Transport) -> None:
+        self.node = node
         self.transport = transport
         self.id = secrets.token_urlsafe(12)
         self.state: dict[str, Any] = {}
         self.info: dict[str, Any] = {}
         self.user: Any = transport.request.user
-        self._rooms: set[str] = set()
-        self._ready = False  # accepted by the connect handler: messages are dispatched
+        self.welcomed = False  # accepted by the connect handler: messages are dispatched
         self._backlog: collections.deque[Message] = collections.deque()  # not dispatched yet
         self._pending = 0  # handlers and joins still running
         self._reading_paused = False
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._credentials: Credentials | None = None  # with token authentication
-        self._limiter = hub._peer_limiter()  # None unless per-peer rate limits are set
+        self._limiter = node.limiter()  # None unless per-peer rate limits are set
 
     def __repr__(self) -> str:
         return f"<Peer {self.id}>"
@@ -90,7 +81,7 @@ class Peer:
 
     @property
     def rooms(self) -> frozenset[str]:
-        return frozenset(self._rooms)
+        return self.node.rooms.of(self)
 
     @property
     def connected(self) -> bool:
@@ -105,10 +96,11 @@ class Peer:
 
     async def join(self, room: str) -> None:
         """Add this peer to ``room``; the server decides, so no authorization runs."""
-        await self.hub._join(self, room)
+        await self.node.rooms.join(self, room)
 
     async def leave(self, room: str) -> None:
-        await self.hub._leave(self, room)
+        """Take this peer out of ``room`` (nothing happens if it is not in it)."""
+        await self.node.rooms.leave(self, room)
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close the connection; ``disconnect`` handlers run once it is closed."""
@@ -151,16 +143,22 @@ class Peer:
         details: dict[str, Any] | None = None,
     ) -> None:
         if not self._closed:
-            self.hub.stats["errors"] += 1
+            self.node.stats["errors"] += 1
             self._reply(wire.Error(str(code), message, request_id, details))
 
     # -- Session: called by the server -----------------------------------------
 
     def start(self) -> None:
         """The handshake completed: authenticate (token auth), run the connect handler, welcome."""
-        auth = self.hub._token_auth
+        auth = self.node.token_auth
         if auth is not None:
-            self._credentials = Credentials(self, auth)
+            self._credentials = Credentials(
+                self,
+                auth,
+                timeout=self.node.timeouts.auth,
+                stats=self.node.stats,
+                begin=self._begin,
+            )
             if self.user is None:  # no token in the handshake: the first message brings it
                 self._credentials.wait_first()
                 return
@@ -168,7 +166,7 @@ class Peer:
         self._begin()
 
     def _begin(self) -> None:
-        handler = self.hub._handlers.get("connect")
+        handler = self.node.handlers.get("connect")
         if handler is None:
             self._accept()
         else:
@@ -191,18 +189,18 @@ class Peer:
             return
         # Rooms the handler joined are announced with their positions, so the
         # client can recover them after a reconnect like rooms it joined itself.
-        rooms = {name: await self.hub._position(name) for name in sorted(self._rooms)}
+        rooms = await self.node.rooms.positions(self)
         if not self._closed:
             self._accept(rooms)
 
     def _accept(self, rooms: dict[str, wire.Position] | None = None) -> None:
-        self.hub.peers[self.id] = self
-        limits = self.hub.limits
+        self.node.welcomed(self)
+        limits = self.node.limits
         self._reply(
             wire.Welcome(
                 wire.PROTOCOL_VERSION,
                 self.id,
-                self.hub.timeouts.ping_interval,
+                self.node.timeouts.ping_interval,
                 {
                     "max_message_size": limits.max_message_size,
                     "max_rooms": limits.max_rooms_per_peer,
@@ -211,13 +209,13 @@ class Peer:
                 rooms or {},
             )
         )
-        self._ready = True
+        self.welcomed = True
         self._drain_backlog()
 
     def _drain_backlog(self) -> None:
-        if not self._ready:
+        if not self.welcomed:
             return
-        limit = self.hub.limits.max_pending_calls
+        limit = self.node.limits.max_pending_calls
         while self._backlog and not self._closed:
             if limit is not None and self._pending >= limit:
                 return
@@ -227,7 +225,7 @@ class Peer:
             self.transport.resume_reading()
 
     def message_received(self, message: Message) -> None:
-        if not self._ready or self._backlog or self._reading_paused:
+        if not self.welcomed or self._backlog or self._reading_paused:
             # Before the welcome, or while too many handlers are pending: keep
             # the order, and (past the limit) stop reading the socket. (Paused
             # too: the rest of a read that crossed the limit waits its turn.)
@@ -235,13 +233,13 @@ class Peer:
                 self._credentials.first(message)
                 return
             self._backlog.append(message)
-            if len(self._backlog) >= self.hub.limits.max_queued_messages:
+            if len(self._backlog) >= self.node.limits.max_queued_messages:
                 self._pause()  # e.g. a flood while the connect handler waits
             return
         self._dispatch(message)
 
     def _dispatch(self, message: Message) -> None:
-        self.hub.stats["messages_in"] += 1
+        self.node.stats["messages_in"] += 1
         if self._limiter is not None and self._throttled(message):
             return
         try:
@@ -266,12 +264,12 @@ class Peer:
         self._backlog.clear()
         if self._credentials is not None:
             self._credentials.cancel()
-        self.hub._peer_gone(self, DisconnectReason(code, reason))
+        self.node.gone(self, DisconnectReason(code, reason))
 
     # -- dispatch --------------------------------------------------------------
 
     def _on_emit(self, request: wire.Emit, payload: bytes | None) -> None:
-        spec = self.hub._handlers.get(request.event)
+        spec = self.node.handlers.get(request.event)
         if spec is None or request.event in ("connect", "disconnect"):
             self._error(request.id, ErrorCode.UNKNOWN_EVENT, f"no handler for {request.event!r}")
             return
@@ -282,7 +280,7 @@ class Peer:
                 return
         try:
             data = spec.decode(request.data, payload)
-            if self.hub._authorize_emit is not None:
+            if self.node.authorize_emit is not None:
                 checked = self._checked_emit(spec, request, data)
                 self._track(checked, lambda value, error: self._answer(request, value, error))
                 return
@@ -311,7 +309,7 @@ class Peer:
         if task is None:
             return
         self._pending += 1
-        limit = self.hub.limits.max_pending_calls
+        limit = self.node.limits.max_pending_calls
         if limit is not None and self._pending >= limit:
             self._pause()
         self._tasks.add(task)
@@ -325,7 +323,9 @@ class Peer:
 
     async def _on_join(self, request: wire.Join) -> None:
         try:
-            answer = await self.hub._client_join(self, request.room, request.since, request.history)
+            answer = await self.node.rooms.client_join(
+                self, request.room, request.since, request.history
+            )
         except EventError as exc:
             self._error(request.id, exc.code, exc.message, exc.details)
         except Exception:
@@ -336,7 +336,7 @@ class Peer:
 
     async def _on_leave(self, request: wire.Leave) -> None:
         try:
-            await self.hub._leave(self, request.room)
+            await self.node.rooms.leave(self, request.room)
         except Exception:
             logger.exception("leave of %r failed", request.room)
             self._error(request.id, ErrorCode.INTERNAL_ERROR, "internal error")
@@ -351,7 +351,7 @@ class Peer:
     # -- security: emit authorization, token refresh, rate limits ---------------
 
     async def _checked_emit(self, spec: HandlerSpec, request: wire.Emit, data: Any) -> Any:
-        if not await self.hub._emit_allowed(self, request.event, data):
+        if not await self.node.emit_allowed(self, request.event, data):
             raise EventError(ErrorCode.FORBIDDEN, "not allowed to emit this event")
         result = spec.func(self, data) if spec.takes_data else spec.func(self)
         return await result if spec.is_async else result
@@ -383,11 +383,11 @@ class Peer:
 
     def _rate_limited(self, request_id: int | None, wait: float) -> None:
         assert self._limiter is not None
-        self.hub.stats["rate_limited"] += 1
+        self.node.stats["rate_limited"] += 1
         details = {"retry_after": round(wait, 3)}
         self._error(request_id, ErrorCode.RATE_LIMITED, "rate limit exceeded", details)
         if self._limiter.strike():
-            self.hub.stats["rate_limit_closes"] += 1
+            self.node.stats["rate_limit_closes"] += 1
             logger.warning("peer %s keeps exceeding its rate limits; closing with 4029", self.id)
             self.transport.close(CloseCode.RATE_LIMITED, "rate limit exceeded repeatedly")
             self.transport.pause_reading()

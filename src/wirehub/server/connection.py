@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from wirehub.codes import CloseCode
 from wirehub.http.messages import Request, Response
@@ -26,11 +26,30 @@ from wirehub.protocol.websocket import (
 )
 
 if TYPE_CHECKING:
-    from wirehub.server.serve import Server
+    from wirehub.hub.hub import Hub
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "Host"]
 
 logger = logging.getLogger("wirehub.server")
+
+
+class Host(Protocol):
+    """What a connection needs of its server (``serve.Server``), so this module
+    does not import the one that imports it."""
+
+    hub: Hub
+    loop: asyncio.AbstractEventLoop
+    connections: set[Connection]
+    tasks: set[asyncio.Task[None]]
+    closing: bool
+
+    def mark_dirty(self, connection: Connection) -> None: ...
+
+    def http_response(self, request: Request) -> Response | Awaitable[Response]: ...
+
+    def websocket_opened(self) -> None: ...
+
+    def connection_closed(self) -> None: ...
 
 
 class Connection(asyncio.Protocol):
@@ -66,7 +85,7 @@ class Connection(asyncio.Protocol):
         "ws",
     )  # tens of thousands of these may be idle at once: no per-instance dict
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Host) -> None:
         self.server = server
         self.hub = server.hub
         self.loop = server.loop

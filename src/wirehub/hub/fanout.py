@@ -1,0 +1,105 @@
+"""``Fanout``: one message to many members — one encode, one frame, many writes.
+
+A ``Member`` is what delivery needs of a connected client (``Peer`` is the
+one implementation); the slow-consumer policy (``Hub(slow_consumer=...)``)
+is applied here, on every write of a broadcast.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, Literal, Protocol
+
+from wirehub.codes import CloseCode
+from wirehub.config import Limits
+from wirehub.hub.transport import Transport
+from wirehub.protocol.websocket import (
+    COMPRESSION_THRESHOLD,
+    encode_deflated_frame,
+    encode_frame,
+)
+
+__all__ = ["Fanout", "Member"]
+
+logger = logging.getLogger("wirehub.hub")
+
+
+class Member(Protocol):
+    """A connected client as rooms and delivery see it (``Peer`` implements it)."""
+
+    id: str
+    info: dict[str, Any]
+    state: dict[str, Any]
+    transport: Transport
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def welcomed(self) -> bool:
+        """True once the client got its ``welcome``: only then may anything else reach it."""
+
+    def send(self, payload: bytes, text: bool) -> None:
+        """Send one protocol message to this client alone."""
+
+
+class Fanout:
+    """Writes one message to many members, applying the slow-consumer policy.
+
+    ``slow_consumer``: ``"close"`` a member whose unsent bytes pass
+    ``limits.max_buffered`` (4008), or ``"drop"`` what it cannot take.
+    ``compression``: big messages are also deflated, once, for every member
+    that takes shared deflate frames.
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: Limits,
+        stats: dict[str, int],
+        compression: bool,
+        slow_consumer: Literal["close", "drop"],
+    ) -> None:
+        self.limits = limits
+        self.stats = stats
+        self.compression = compression
+        self.slow_consumer = slow_consumer
+
+    def send(
+        self, receivers: Iterable[Member], payload: bytes, text: bool, exclude: str | None
+    ) -> None:
+        """Send ``payload`` to every welcomed receiver but ``exclude`` (a member id)."""
+        frame = encode_frame(payload, text)
+        deflated = frame
+        if self.compression and len(payload) >= COMPRESSION_THRESHOLD:
+            deflated = encode_deflated_frame(payload, text)
+        sent = 0
+        for member in receivers:  # the hot loop: attribute reads and one call per receiver
+            transport = member.transport
+            if (
+                (transport.writing_paused and self._behind(member, transport))
+                or member.id == exclude
+                or not member.welcomed  # joined by the connect handler, not welcomed yet
+            ):
+                continue
+            transport.send_frame(deflated if transport.shares_deflate else frame)
+            sent += 1
+        self.stats["deliveries"] += sent
+
+    def _behind(self, member: Member, transport: Transport) -> bool:
+        """Apply the slow-consumer policy; True when this delivery must be skipped."""
+        buffered = transport.buffered
+        if buffered <= self.limits.max_buffered:
+            return False
+        self.stats["dropped"] += 1
+        if self.slow_consumer == "close" and member.connected and "slow" not in member.state:
+            member.state["slow"] = True
+            self.stats["slow_consumers"] += 1
+            logger.warning(
+                "peer %s is not reading (%d bytes unsent); closing it with 4008",
+                member.id,
+                buffered,
+            )
+            transport.close(CloseCode.SLOW_CONSUMER, "slow consumer: not reading fast enough")
+        return True
