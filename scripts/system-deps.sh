@@ -7,6 +7,7 @@ needed=()
 command -v redis-server >/dev/null || needed+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || needed+=(nginx-light)
 command -v chromium >/dev/null || needed+=(chromium)
+command -v node >/dev/null || needed+=(nodejs)  # parses the docs' JavaScript blocks
 
 if [ ${#needed[@]} -eq 0 ]; then
   exit 0

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
+
+import pytest
 
 from tests.conftest import UNIT, echo_hub, serve
 from tests.test_cli import START, wirehub_process
 from wirehub import WebSocket
+from wirehub.terminal import IDLE as TERMINAL_IDLE
 
 
 async def read_line(process: asyncio.subprocess.Process) -> str:
@@ -77,3 +81,73 @@ async def test_404_path_is_a_clear_error() -> None:
     assert process.returncode == 2
     assert b"refused the WebSocket handshake: HTTP 404" in stderr
     assert b"Traceback" not in stderr
+
+
+async def test_end_of_input_waits_for_the_reply() -> None:
+    """``echo hello | wirehub connect``: the reply that comes after the end of input is printed."""
+    hub = echo_hub()
+
+    @hub.websocket("/slow")
+    async def slow(ws: WebSocket) -> None:
+        async for message in ws:
+            await asyncio.sleep(TERMINAL_IDLE / 4)  # the pipe has long been closed
+            await ws.send(message)
+
+    async with serve(hub) as s, wirehub_process("connect", s.ws("/slow")) as process:
+        stdout, stderr = await asyncio.wait_for(process.communicate(b"hello\n"), START)
+    assert stdout == b"< hello\n"
+    assert b"disconnected: 1000" in stderr
+    assert process.returncode == 0
+
+
+async def test_wait_keeps_printing_for_that_long() -> None:
+    """With ``--wait S`` replies slower than the idle time are still printed."""
+    hub = echo_hub()
+
+    @hub.websocket("/late")
+    async def late(ws: WebSocket) -> None:
+        await ws.recv()
+        await asyncio.sleep(TERMINAL_IDLE * 1.5)
+        await ws.send("late")
+
+    wait = str(TERMINAL_IDLE * 1.5 + 5 * UNIT)
+    async with (
+        serve(hub) as s,
+        wirehub_process("connect", "--wait", wait, s.ws("/late")) as process,
+    ):
+        stdout, _ = await asyncio.wait_for(process.communicate(b"go\n"), START + float(wait))
+    assert stdout == b"< late\n"
+
+
+@pytest.mark.parametrize("code", [1008, 1012])
+async def test_abnormal_close_exits_1_without_a_traceback(code: int) -> None:
+    """A close with 1008 or 1012 ends ``connect`` with status 1 and one line, nothing else."""
+    hub = echo_hub()
+
+    @hub.websocket("/refuse")
+    async def refuse(ws: WebSocket) -> None:
+        await ws.recv()
+        await ws.close(code, "go away")
+
+    async with serve(hub) as s, wirehub_process("connect", s.ws("/refuse")) as process:
+        _, stderr = await asyncio.wait_for(process.communicate(b"hi\n"), START)
+    assert process.returncode == 1
+    assert stderr.decode().splitlines()[1:] == [f"disconnected: {code} go away"]
+
+
+async def test_scheme_that_does_not_match_the_port_gets_a_hint(
+    server_ssl: ssl.SSLContext,
+) -> None:
+    """``ws://`` to a TLS port and ``wss://`` to a plain one say which scheme the port speaks."""
+    async with serve(echo_hub(), ssl=server_ssl) as tls, serve(echo_hub()) as plain:
+        plain_url = f"ws://127.0.0.1:{tls.port}/echo"
+        tls_url = f"wss://127.0.0.1:{plain.port}/echo"
+        for url, hint in (
+            (plain_url, "this port speaks TLS: use wss://"),
+            (tls_url, "this port does not speak TLS: use ws://"),
+        ):
+            async with wirehub_process("connect", "-k", url) as process:
+                _, stderr = await asyncio.wait_for(process.communicate(), START)
+            assert process.returncode == 2
+            assert hint in stderr.decode()
+            assert b"Traceback" not in stderr

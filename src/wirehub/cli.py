@@ -209,10 +209,26 @@ def _serve_workers(
 @click.option("-H", "--header", "headers", multiple=True, help="Extra header 'Name: value'.")
 @click.option("-s", "--subprotocol", "subprotocols", multiple=True, help="Offer a subprotocol.")
 @click.option("-k", "--insecure", is_flag=True, help="Do not verify the TLS certificate.")
+@click.option(
+    "-w",
+    "--wait",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="After the end of input, print replies for this long, then close "
+    "(default: until none came for 1 s).",
+)
 def connect(
-    url: str, headers: tuple[str, ...], subprotocols: tuple[str, ...], insecure: bool
+    url: str,
+    headers: tuple[str, ...],
+    subprotocols: tuple[str, ...],
+    insecure: bool,
+    wait: float | None,
 ) -> None:
-    """Open a WebSocket to URL: print what arrives, send each line typed."""
+    """Open a WebSocket to URL: print what arrives, send each line typed.
+
+    Exits 0 after a normal close (1000, 1001), 1 after any other, 2 when the
+    connection cannot be opened.
+    """
     from wirehub.terminal import run_terminal
 
     parsed: list[tuple[str, str]] = []
@@ -221,7 +237,12 @@ def connect(
         if not sep:
             raise click.UsageError(f"--header takes 'Name: value', not {header!r}")
         parsed.append((name.strip(), value.strip()))
-    code = asyncio.run(run_terminal(url, parsed, list(subprotocols), insecure=insecure))
+    terminal = run_terminal(url, parsed, list(subprotocols), insecure=insecure, wait=wait)
+    try:
+        code = asyncio.run(terminal)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        code = 130  # the shell's convention for SIGINT
     sys.exit(code)
 
 
