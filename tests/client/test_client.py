@@ -23,6 +23,7 @@ from wirehub import (
 )
 from wirehub.client import Client, EventInfo, PresenceChange, State
 from wirehub.hub.peer import Peer
+from wirehub.security.jwt import JWTAuth
 
 
 class ChatHub(Hub):
@@ -336,3 +337,36 @@ async def test_handshake_failures_raise_handshake_error() -> None:
         port = served.port
     with pytest.raises(HandshakeError):
         await connect(f"ws://127.0.0.1:{port}/ws", open_timeout=UNIT)
+
+
+@pytest.mark.parametrize("in_message", [True, False])
+async def test_a_tokenless_client_is_told_at_once_that_a_token_is_missing(in_message: bool) -> None:
+    """Against a JWT-protected hub, a client without a token fails within UNIT and says why.
+
+    (The hub would wait 10 s for an ``auth`` message; with tokens in messages
+    refused, it answers the handshake 401.)"""
+    hub = Hub()
+    hub.authenticate(JWTAuth("s" * 32, allow_message=in_message))
+    async with serve(hub) as served:
+        client = Client(served.ws("/ws"))
+        error = ConnectionClosed if in_message else HandshakeError
+        with pytest.raises(error) as raised:
+            await asyncio.wait_for(client.connect(), UNIT)
+    hint = "this client sent no token: if the server requires one, pass token= or get_token="
+    if in_message:
+        assert raised.value.code == 4001 and raised.value.__notes__ == [hint]
+    else:
+        assert raised.value.status == 401 and hint in str(raised.value)
+
+
+def test_a_handler_that_needs_more_arguments_is_refused_when_registered() -> None:
+    """A mistaken signature fails loudly at ``on()``, not silently at the first event."""
+    client = Client("ws://127.0.0.1:1/ws")
+    with pytest.raises(TypeError, match="it requires sid, data, info"):
+        client.on("chat", lambda sid, data, info: None)
+    with pytest.raises(TypeError, match="requires data, kind"):
+        client.on("chat", lambda data, *, kind: None)
+    with pytest.raises(TypeError, match="one argument or none"):
+        client.on("gap", lambda gap, extra: None)
+    client.on("chat", lambda data, info, extra=None: None)  # optional extras are fine
+    client.on("chat", print)

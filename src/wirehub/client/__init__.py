@@ -6,7 +6,7 @@ It imports only ``wirehub.protocol``, ``wirehub.codes``,
 
 from wirehub.client.client import Client, connect
 from wirehub.client.connection import IncompatibleServer, Welcome
-from wirehub.client.events import EventInfo, PresenceChange, Reconnected
+from wirehub.client.events import EventInfo, Gap, PresenceChange, Reconnected
 from wirehub.client.reconnect import Reconnect
 from wirehub.client.session import State
 from wirehub.client.sync import SyncClient
@@ -14,6 +14,7 @@ from wirehub.client.sync import SyncClient
 __all__ = [
     "Client",
     "EventInfo",
+    "Gap",
     "IncompatibleServer",
     "PresenceChange",
     "Reconnect",

@@ -36,7 +36,7 @@ from wirehub.client.connection import (
     open_connection,
     reopen,
 )
-from wirehub.client.events import Handler, Reconnected
+from wirehub.client.events import Gap, Handler, Reconnected
 from wirehub.client.reconnect import Reconnect
 from wirehub.client.session import DEFAULT, Session, State, _Default
 from wirehub.codes import CloseCode, ErrorCode, should_reconnect
@@ -106,6 +106,8 @@ class Client:
         self._ws: ClientConnection | None = None
         self._session = Session()
         self._session.on_refresh = self._refresh_requested
+        if recover:
+            self._session.streams.recover = self._refill
         self._rooms: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -146,12 +148,12 @@ class Client:
         self._rooms.clear()  # a new session: rooms of a previous one are not re-joined
         self.state = State.CONNECTING
         try:
-            ws, welcome = await open_connection(self.url, **self._open_options)
+            ws, welcome, early = await open_connection(self.url, **self._open_options)
         except BaseException:
             self.state = State.CLOSED
             self._closed.set()
             raise
-        self._connection_made(ws, welcome)
+        self._connection_made(ws, welcome, early)
         self._task = asyncio.get_running_loop().create_task(self._supervise(ws))
 
     async def close(self) -> None:
@@ -206,14 +208,19 @@ class Client:
     def on(self, event: str, handler: H | None = None) -> H | Callable[[H], H]:
         """Register a handler for a server event, or a lifecycle callback.
 
-        Event handlers take ``(data)`` or ``(data, info: EventInfo)``; binary
-        events bring ``bytes``. Lifecycle names (taking one argument, or
-        none): ``"connect"`` (after every welcome: no argument),
-        ``"disconnect"`` (``ConnectionClosed``), ``"reconnect"``
-        (``Reconnected``, once rooms are re-joined), ``"error"`` (an
+        Event handlers take ``()``, ``(data)`` or ``(data, info)``: with two
+        parameters the second is always an ``EventInfo`` (the event's name,
+        and for a room event its room, epoch and offset). Binary events bring
+        ``bytes``. Lifecycle names (taking one argument, or none):
+        ``"connect"`` (after every welcome: no argument), ``"disconnect"``
+        (``ConnectionClosed``), ``"reconnect"`` (``Reconnected``, once rooms
+        are re-joined), ``"gap"`` (``Gap``: events of a room may be missing;
+        called before any later event of that room), ``"error"`` (an
         ``EventError`` the server sent outside any request), ``"presence"``
         (``PresenceChange``). Plain handlers run in order as messages arrive;
         coroutine handlers are started as tasks. Usable as a decorator.
+        Raises ``TypeError`` for a handler that requires more arguments
+        (or a keyword-only one without default).
         """
         if handler is not None:
             self._session.handlers.add(event, handler)
@@ -256,9 +263,12 @@ class Client:
     ) -> dict[str, Any]:
         """Join ``room``; return the ack data (``epoch``, ``offset``, maybe ``members``).
 
-        ``history=N`` replays the room's last N kept events before returning.
+        ``history=N`` replays the room's last N kept events before returning
+        (even events already delivered: the room's position is forgotten).
         Joined rooms are re-joined after a reconnect. Raises like ``call``.
         """
+        if history:
+            self._session.streams.restart(room)
         ack = await self._join(room, None, history, timeout)
         self._rooms.add(room)
         return ack
@@ -280,10 +290,15 @@ class Client:
         return time.monotonic() - start
 
     async def _join(
-        self, room: str, since: wire.Position | None, history: int, timeout: float | _Default | None
+        self,
+        room: str,
+        since: wire.Position | None,
+        history: int,
+        timeout: float | _Default | None,
+        cause: str | None = None,
     ) -> dict[str, Any]:
         message = partial(messages.join_message, room, since, history)
-        ack = await self._request(f"join {room!r}", message, timeout, join=room)
+        ack = await self._request(f"join {room!r}", message, timeout, join=room, cause=cause)
         if not isinstance(ack, dict):
             raise CallError(ErrorCode.BAD_MESSAGE, f"the ack of join {room!r} is not an object")
         return ack
@@ -295,10 +310,11 @@ class Client:
         timeout: float | _Default | None,
         *,
         join: str | None = None,
+        cause: str | None = None,
     ) -> Any:
         seconds = self.call_timeout if isinstance(timeout, _Default) else timeout
         self._check_open()
-        id, answer = self._session.expect(join)
+        id, answer = self._session.expect(join, cause)
         try:
             await self._send(build(id))
             return await asyncio.wait_for(answer, seconds)
@@ -328,7 +344,9 @@ class Client:
 
     # -- the connection's life -----------------------------------------------
 
-    def _connection_made(self, ws: ClientConnection, welcome: Welcome) -> None:
+    def _connection_made(
+        self, ws: ClientConnection, welcome: Welcome, early: list[str | bytes]
+    ) -> None:
         self._ws = ws
         self.welcome = welcome
         for room, position in welcome.rooms.items():
@@ -341,6 +359,8 @@ class Client:
         self.state = State.OPEN
         logger.info("connected to %s as %s", self.url, welcome.peer)
         self._session.handlers.call("connect")
+        for message in early:
+            self._session.receive(message)
 
     def _connection_lost(self, why: ConnectionClosed) -> None:
         self._ws = None
@@ -361,8 +381,8 @@ class Client:
                 if reopened is None:
                     self._why = why
                     break
-                ws, welcome, attempts = reopened
-                self._connection_made(ws, welcome)
+                ws, welcome, early, attempts = reopened
+                self._connection_made(ws, welcome, early)
                 self._spawn(self._restore(attempts))
         finally:
             if self._ws is not None:  # cancelled from outside while open
@@ -391,14 +411,34 @@ class Client:
         self._session.handlers.call("reconnect", Reconnected(attempts, recovered))
 
     async def _rejoin(self, room: str) -> bool:
-        since = self._session.streams.since(room) if self.recover else None
+        streams = self._session.streams
+        last = streams.since(room)
+        since = last if self.recover else None
         try:
-            ack = await self._join(room, since, 0, DEFAULT)
+            ack = await self._join(room, since, 0, DEFAULT, "recovery")
         except CallError as exc:  # refused now (or timed out): no longer a member
             self._rooms.discard(room)
+            streams.forget(room)
+            gap = Gap(room, "recovery", last, None, f"could not re-join: {exc}")
+            self._session.deliver([gap])
             self._session.handlers.call("error", exc)
             return False
         return since is not None and bool(ack.get("recovered"))
+
+    def _refill(self, room: str) -> None:
+        """Offsets of ``room`` were skipped (or its epoch changed): re-join with ``since``."""
+        logger.info(
+            "room %r skipped offsets after %s: re-joining", room, self._session.streams.since(room)
+        )
+        self._spawn(self._refilled(room))
+
+    async def _refilled(self, room: str) -> None:
+        try:
+            await self._join(room, self._session.streams.since(room), 0, DEFAULT, "jump")
+        except ConnectionClosed:
+            pass  # the reconnection re-joins with recovery
+        except CallError as exc:  # the held events went out, with the gap reported
+            logger.warning("could not re-join %r to fill a gap: %s", room, exc)
 
     def _refresh_requested(self, expires_in: float) -> None:
         """The server wants a new token within ``expires_in`` seconds (§13)."""

@@ -8,6 +8,7 @@ refuse it with a close code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -52,6 +53,12 @@ async def fetch_token(get_token: TokenSource) -> str:
     return token
 
 
+_NO_TOKEN = "this client sent no token: if the server requires one, pass token= or get_token="
+
+# A server's protocol messages kept before its welcome, at most (a wirehub
+# server sends none; more than this is not a wirehub server).
+_MAX_EARLY = 1000
+
 # HTTP statuses that another attempt with the same request cannot fix.
 _FINAL_STATUS = frozenset({400, 401, 403, 404, 405, 426})
 
@@ -87,12 +94,15 @@ async def open_connection(
     ssl: _ssl.SSLContext | None,
     proxy: str | None,
     get_token: TokenSource | None = None,
-) -> tuple[ClientConnection, Welcome]:
+) -> tuple[ClientConnection, Welcome, list[str | bytes]]:
     """Open a WebSocket to ``url`` and wait for ``welcome``, all within ``open_timeout``.
 
-    Raises ``HandshakeError`` (with ``status`` when the server answered with
-    an HTTP error), ``IncompatibleServer``, or ``ConnectionClosed`` when the
-    server closed the connection before welcoming it.
+    Returns the connection, the welcome, and the protocol messages a server
+    sent before its welcome (it should not: PROTOCOL.md §2), to be handled
+    after it. Raises ``HandshakeError`` (with ``status`` when the server
+    answered with an HTTP error), ``IncompatibleServer``, or
+    ``ConnectionClosed`` when the server closed the connection before
+    welcoming it (with a note on 4001 when the client has no token).
     """
     if get_token is not None:  # a fresh token for every attempt
         try:
@@ -100,6 +110,7 @@ async def open_connection(
         except Exception as exc:
             raise HandshakeError(f"{url}: could not get a token: {exc!r}") from exc
         headers = {**headers, "Authorization": f"Bearer {token}"}
+    tokenless = not any(name.lower() == "authorization" for name in headers)
     options: dict[str, object] = {}
     if ssl is not None:
         options["ssl"] = ssl
@@ -117,12 +128,24 @@ async def open_connection(
             )
     except InvalidStatus as exc:
         status = exc.response.status_code
-        raise HandshakeError(f"{url}: HTTP {status}", status=status) from None
+        hint = f": {_NO_TOKEN}" if status == 401 and tokenless else ""
+        raise HandshakeError(f"{url}: HTTP {status}{hint}", status=status) from None
     except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
         raise HandshakeError(f"cannot connect to {url}: {exc or type(exc).__name__}") from None
     try:
         async with asyncio.timeout(open_timeout):
-            return ws, await _welcome(ws, url)
+            if tokenless:
+                # A server that takes the token in a first ``auth`` message
+                # (§13) refuses anything else at once with 4001, instead of
+                # waiting its auth timeout; any other server ignores it.
+                with contextlib.suppress(_WsClosed):  # then recv says why
+                    await ws.send('{"type":"ping"}')
+            return ws, *await _welcome(ws, url)
+    except ConnectionClosed as exc:
+        ws.transport.abort()
+        if exc.code == CloseCode.UNAUTHORIZED and tokenless:
+            exc.add_note(_NO_TOKEN)  # shown with the traceback; the reason stays the server's
+        raise
     except TimeoutError:
         await ws.close(CloseCode.GOING_AWAY)
         raise HandshakeError(f"{url}: no welcome within {open_timeout}s") from None
@@ -138,31 +161,41 @@ def closed_from(exc: _WsClosed) -> ConnectionClosed:
     return ConnectionClosed(exc.rcvd.code, exc.rcvd.reason)
 
 
-async def _welcome(ws: ClientConnection, url: str) -> Welcome:
-    try:
-        first = await ws.recv()
-    except _WsClosed as exc:
-        raise closed_from(exc) from None
-    try:
-        message, _ = wire.decode_server(first)
-    except wire.DecodeError:
-        message = None
-    if type(message) is not wire.Welcome:
-        await ws.close(CloseCode.PROTOCOL_ERROR)
-        raise IncompatibleServer(f"{url} is not a wirehub event endpoint (no welcome)")
+async def _welcome(ws: ClientConnection, url: str) -> tuple[Welcome, list[str | bytes]]:
+    early: list[str | bytes] = []
+    while True:
+        try:
+            raw = await ws.recv()
+        except _WsClosed as exc:
+            raise closed_from(exc) from None
+        try:
+            message, _ = wire.decode_server(raw)
+        except wire.DecodeError:
+            message = None
+        if message is None or len(early) >= _MAX_EARLY:
+            await ws.close(CloseCode.PROTOCOL_ERROR)
+            raise IncompatibleServer(f"{url} is not a wirehub event endpoint (no welcome)")
+        if type(message) is wire.Welcome:
+            break
+        early.append(raw)
+    if early:
+        logger.warning(
+            "%s sent %d message(s) before its welcome; handling them after it", url, len(early)
+        )
     if message.v != wire.PROTOCOL_VERSION:
         await ws.close(CloseCode.PROTOCOL_ERROR)
         raise IncompatibleServer(f"{url} speaks protocol v{message.v}, not v1")
-    return Welcome(message.v, message.peer, message.ping_interval, message.limits, message.rooms)
+    welcome = Welcome(message.v, message.peer, message.ping_interval, message.limits, message.rooms)
+    return welcome, early
 
 
 async def reopen(
     url: str, policy: Reconnect, options: dict[str, Any]
-) -> tuple[ConnectionClosed, tuple[ClientConnection, Welcome, int] | None]:
+) -> tuple[ConnectionClosed, tuple[ClientConnection, Welcome, list[str | bytes], int] | None]:
     """Reconnect to ``url`` with backoff until welcomed, refused for good, or out of attempts.
 
     Returns why the last attempt failed (when giving up) and, on success,
-    the connection, its welcome and the number of attempts it took.
+    what ``open_connection`` returns and the number of attempts it took.
     ``options`` are ``open_connection``'s keyword arguments.
     """
     why = ConnectionClosed(CloseCode.ABNORMAL, "connection lost")

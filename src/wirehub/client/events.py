@@ -1,9 +1,12 @@
 """What client handlers receive, and the registry that calls them.
 
 A handler is a plain function or a coroutine function. It is called with as
-many of its arguments as it accepts: an event handler with ``(data)`` or
-``(data, info)``; a lifecycle callback with its one argument or none.
-Exceptions raised by handlers are logged and never reach the client.
+many of its positional arguments as it has: an event handler with ``()``,
+``(data)`` or ``(data, info)`` — the second argument is always an
+``EventInfo``; a lifecycle callback with ``()`` or its one argument. A
+handler that needs more (or a keyword-only argument without a default) is
+refused when it is registered, with ``TypeError``. Exceptions raised by
+handlers are logged and never reach the client.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from wirehub.protocol.messages import Position
+
 __all__ = [
     "LIFECYCLE",
     "EventInfo",
+    "Gap",
     "Handler",
     "Handlers",
     "PresenceChange",
@@ -28,7 +34,7 @@ logger = logging.getLogger("wirehub.client")
 
 Handler = Callable[..., Any]
 
-LIFECYCLE = frozenset({"connect", "disconnect", "reconnect", "error", "presence"})
+LIFECYCLE = frozenset({"connect", "disconnect", "reconnect", "error", "presence", "gap"})
 """Names ``Client.on`` reserves for the client's own callbacks (not server events)."""
 
 
@@ -70,20 +76,57 @@ class Reconnected:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Gap:
+    """What the ``gap`` callback gets: events of ``room`` may be missing.
+
+    The events after ``last`` (the last position the client processed; None
+    if none) up to and including ``position`` (where the room's stream goes
+    on: the next event delivered follows it; None when it does not go on,
+    e.g. the room could not be re-joined) may never be delivered. The
+    callback runs before any later event of the room. ``reason``:
+
+    - ``"server"``: the server sent a ``gap`` notice; ``detail`` is its reason;
+    - ``"recovery"``: the re-join after a reconnection could not replay everything;
+    - ``"jump"``: offsets were skipped and a re-join could not fill them;
+    - ``"epoch"``: the room's epoch changed (its history was lost).
+
+    Refetch what the room's events build (e.g. ``join(room, history=N)``, or
+    an application request) rather than trusting it.
+    """
+
+    room: str
+    reason: str
+    last: Position | None
+    position: Position | None
+    detail: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class _Entry:
     func: Handler
     nargs: int  # how many positional arguments it takes (capped by the caller)
     is_async: bool
 
 
-def _count_args(func: Handler) -> int:
+def _count_args(func: Handler, name: str, most: int) -> int:
+    """How many of its ``most`` arguments ``func`` takes; TypeError if it needs others."""
     try:
         params = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):
-        return 2
+        return most  # no signature to read (some builtins): give it everything
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p.name for p in positional if p.default is p.empty]
+    keyword = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    if len(required) > most or keyword:
+        required += keyword
+        takes = "(data) or (data, info: EventInfo)" if most == 2 else "one argument or none"
+        raise TypeError(
+            f"{func!r} cannot handle {name!r}: it requires {', '.join(required)}, "
+            f"but it is called with {takes}"
+        )
     if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return 2
-    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+        return most
+    return min(len(positional), most)
 
 
 class Handlers:
@@ -94,10 +137,15 @@ class Handlers:
         self.tasks: set[asyncio.Task[Any]] = set()
 
     def add(self, name: str, func: Handler) -> None:
-        """Register ``func`` for ``name`` (after the ones already there)."""
+        """Register ``func`` for ``name`` (after the ones already there).
+
+        Raises ``TypeError`` when ``func`` is not callable, or requires more
+        arguments than a ``name`` handler gets (see the module docstring).
+        """
         if not callable(func):
             raise TypeError(f"a handler must be callable, not {func!r}")
-        entry = _Entry(func, _count_args(func), inspect.iscoroutinefunction(func))
+        nargs = _count_args(func, name, 1 if name in LIFECYCLE else 2)
+        entry = _Entry(func, nargs, inspect.iscoroutinefunction(func))
         self._by_name[name] = (*self._by_name.get(name, ()), entry)
 
     def remove(self, name: str, func: Handler | None = None) -> None:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from wirehub.client.events import LIFECYCLE, EventInfo, Handlers, PresenceChange
+from wirehub.client.events import LIFECYCLE, EventInfo, Gap, Handlers, PresenceChange
 from wirehub.client.recovery import Streams
 from wirehub.exceptions import CallError, ConnectionClosed, EventError
 from wirehub.protocol import messages as wire
@@ -56,17 +56,20 @@ class Session:
 
     # -- requests --------------------------------------------------------------
 
-    def expect(self, join: str | None = None) -> tuple[int, asyncio.Future[Any]]:
+    def expect(
+        self, join: str | None = None, cause: str | None = None
+    ) -> tuple[int, asyncio.Future[Any]]:
         """A new request id and the future its answer resolves.
 
         ``join`` names the room when the request is a join: the room's events
-        are held until the answer (see ``Streams.hold``).
+        are held until the answer (see ``Streams.hold``); ``cause`` says why
+        it is re-joined (``"recovery"`` after a reconnection).
         """
         id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[id] = (future, join)
         if join is not None:
-            self.streams.hold(join)
+            self.streams.hold(join, cause)
         return id, future
 
     def forget(self, id: int) -> None:
@@ -81,7 +84,7 @@ class Session:
         for future, _ in pending.values():
             if not future.done():
                 future.set_exception(ConnectionClosed(why.code, why.reason))
-        self.deliver(self.streams.release_all())
+        self.deliver(self.streams.lost())
 
     # -- receiving -------------------------------------------------------------
 
@@ -106,15 +109,25 @@ class Session:
         elif type(message) is wire.Presence:
             change = PresenceChange(message.room, message.joined, message.left)
             self.handlers.call("presence", change)
+        elif type(message) is wire.Gap:
+            position = wire.Position(message.epoch, message.offset)
+            self.deliver(self.streams.notice(message.room, position, message.reason))
         elif type(message) is wire.Refresh:
             if self.on_refresh is not None:
                 self.on_refresh(message.expires_in)
         else:
             logger.warning("ignoring an unexpected %s message", type(message).__name__.lower())
 
-    def deliver(self, items: list[_Item]) -> None:
-        """Call the handlers of each event, in order."""
-        for info, data in items:
+    def deliver(self, items: list[_Item | Gap]) -> None:
+        """Call the handlers of each event (and the ``gap`` callbacks), in order."""
+        for item in items:
+            if isinstance(item, Gap):
+                logger.info(
+                    "gap in room %r (%s): %s → %s", item.room, item.reason, item.last, item.position
+                )
+                self.handlers.call("gap", item)
+                continue
+            info, data = item
             if info.event in LIFECYCLE:
                 logger.warning("server event %r has a reserved name; not delivered", info.event)
                 continue
@@ -128,7 +141,8 @@ class Session:
         if room is not None:
             if error is None and isinstance(data, dict):
                 position = wire.Position(str(data.get("epoch")), int(data.get("offset", 0)))
-                self.deliver(self.streams.joined(room, position))
+                recovered = data.get("recovered")
+                self.deliver(self.streams.joined(room, position, recovered))
             else:
                 self.deliver(self.streams.release(room))
         if future.done():

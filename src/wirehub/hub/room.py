@@ -225,6 +225,8 @@ class Rooms:
 
     def _replay(self, member: Member, room: str, kept: History) -> None:
         for publication in kept.publications:
+            if publication.exclude == member.id:
+                continue  # its sender did not get it live either (its client expects that)
             payload, text = wire.event_message(
                 publication.body, publication.binary, room, publication.position
             )

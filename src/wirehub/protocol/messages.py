@@ -6,7 +6,7 @@ big-endian length N, N bytes of the JSON header (the same message without
 ``data``), then the payload bytes.
 
 Client → server: ``emit``, ``join``, ``leave``, ``ping``, ``auth``.
-Server → client: ``welcome``, ``event``, ``ack``, ``error``, ``presence``, ``refresh``.
+Server → client: ``welcome``, ``event``, ``ack``, ``error``, ``presence``, ``refresh``, ``gap``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ __all__ = [
     "ClientMessage",
     "DecodeError",
     "Emit",
+    "Gap",
     "Join",
     "Leave",
     "Ping",
@@ -147,7 +148,17 @@ class Refresh(msgspec.Struct, tag="refresh", tag_field="type"):
     expires_in: float
 
 
-ServerMessage = Welcome | Event | Ack | Error | Presence | Refresh
+class Gap(msgspec.Struct, tag="gap", tag_field="type"):
+    """The client may have missed events of ``room`` up to and including ``(epoch, offset)``;
+    its position there is now that one (PROTOCOL.md §7)."""
+
+    room: str
+    epoch: str
+    offset: int
+    reason: str = ""
+
+
+ServerMessage = Welcome | Event | Ack | Error | Presence | Refresh | Gap
 
 
 def _enc_hook(obj: Any) -> Any:
