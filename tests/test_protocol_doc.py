@@ -57,10 +57,10 @@ def table(heading: str) -> dict[str, list[str]]:
 
 
 def test_the_tags_are_found() -> None:
-    """The introspection sees all eleven message types (so the checks below check something)."""
+    """The introspection sees all twelve message types (so the checks below check something)."""
     assert set(message_classes()) == {
         "emit", "join", "leave", "ping", "auth",
-        "welcome", "event", "ack", "error", "presence", "refresh",
+        "welcome", "event", "ack", "error", "presence", "refresh", "gap",
     }  # fmt: skip
 
 
