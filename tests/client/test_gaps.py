@@ -150,7 +150,7 @@ async def test_a_server_gap_notice_is_reported_in_order() -> None:
 
 
 async def test_a_reconnection_that_cannot_recover_reports_a_gap(node: Any) -> None:
-    """History gone while disconnected: ``reconnect`` says so, and a ``recovery`` gap comes first."""
+    """History gone while away: ``reconnect`` says so, and a ``recovery`` gap comes first."""
     hub = room_hub(MemoryBroker(history_size=2))
     server: Node = await node(hub)
     async with Client(server.url, reconnect=FAST) as client:
