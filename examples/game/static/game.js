@@ -60,7 +60,7 @@ function decode(bytes) {
   let count = view.getUint16(12, true);
   let at = 14;
   const players = new Map();
-  for (; count > 0; count--, at += 14) {
+  for (; count > 0; count--, at += 12) {
     players.set(view.getUint16(at, true), {
       x: view.getFloat32(at + 2, true), y: view.getFloat32(at + 6, true), score: view.getUint16(at + 10, true),
     });
