@@ -12,14 +12,15 @@ from tests.test_cli_workers import workers
 
 
 async def test_dashboard_producer_delivers_under_two_workers(redis_url: str, prefix: str) -> None:
-    """examples/dashboard.py: one elected worker produces; clients of both workers get it."""
-    async with workers(redis_url, prefix, app="examples/dashboard.py:hub") as (_, url, seen):
+    """examples/dashboard: one elected worker produces; clients of both workers get it."""
+    app = "examples/dashboard/app.py:hub"
+    async with workers(redis_url, prefix, app=app) as (_, url, seen):
         by_worker: dict[int, wirehub.Client] = {}
         extra: list[wirehub.Client] = []
         async with asyncio.timeout(10 * UNIT):
             while len(by_worker) < 2:
                 client = await wirehub.connect(url)
-                pid = await client.call("worker")
+                pid = (await client.call("config"))["pid"]
                 seen.add(pid)
                 if pid in by_worker:
                     extra.append(client)
@@ -31,6 +32,7 @@ async def test_dashboard_producer_delivers_under_two_workers(redis_url: str, pre
             for client in by_worker.values():
                 samples: asyncio.Queue[dict[str, float]] = asyncio.Queue()
                 client.on("sample", samples.put_nowait)
+                await client.join("metrics")
                 for _ in range(3):
                     producers.add(int((await samples.get())["pid"]))
         assert len(producers) == 1 and producers <= set(by_worker), "only the leader produces"

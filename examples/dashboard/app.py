@@ -144,9 +144,9 @@ def create_hub(period: float = PERIOD) -> Hub:
         hub.start_background_task(produce(hub, period, lease))
 
     @hub.on("config")
-    def config(peer: Peer) -> dict[str, float | str]:
-        """What the page needs to lay its charts out."""
-        return {"period": period, "window": WINDOW, "host": os.uname().nodename}
+    def config(peer: Peer) -> dict[str, float | str | int]:
+        """What the page needs to lay its charts out, and which process serves it."""
+        return {"period": period, "window": WINDOW, "host": os.uname().nodename, "pid": os.getpid()}
 
     @hub.authorize_join
     def only_metrics(peer: Peer, room: str) -> bool:

@@ -67,9 +67,20 @@ class Fanout:
         self.slow_consumer = slow_consumer
 
     def send(
-        self, receivers: Iterable[Member], payload: bytes, text: bool, exclude: str | None
+        self,
+        receivers: Iterable[Member],
+        payload: bytes,
+        text: bool,
+        exclude: str | None,
+        *,
+        volatile: bool = False,
     ) -> None:
-        """Send ``payload`` to every welcomed receiver but ``exclude`` (a member id)."""
+        """Send ``payload`` to every welcomed receiver but ``exclude`` (a member id).
+
+        A ``volatile`` message skips a receiver that is behind (its unsent
+        bytes above ``limits.write_buffer_high``): a newer one will follow, so
+        queueing it would only delay that one (a game's snapshot, a cursor).
+        """
         frame = encode_frame(payload, text)
         deflated = frame
         if self.compression and len(payload) >= COMPRESSION_THRESHOLD:
@@ -78,7 +89,7 @@ class Fanout:
         for member in receivers:  # the hot loop: attribute reads and one call per receiver
             transport = member.transport
             if (
-                (transport.writing_paused and self._behind(member, transport))
+                (transport.writing_paused and (volatile or self._behind(member, transport)))
                 or member.id == exclude
                 or not member.welcomed  # joined by the connect handler, not welcomed yet
             ):

@@ -202,7 +202,9 @@ class Rooms:
             payload, text = wire.event_message(
                 publication.body, publication.binary, publication.room, publication.position
             )
-        self.fanout.send(room.members, payload, text, publication.exclude)
+        self.fanout.send(
+            room.members, payload, text, publication.exclude, volatile=publication.volatile
+        )
 
     # -- helpers -------------------------------------------------------------------
 

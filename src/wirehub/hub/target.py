@@ -39,7 +39,9 @@ class Target:
         without the sender. The data is encoded once for all receivers.
         ``volatile`` room events get no position and are not kept in history,
         so they are not recovered after a reconnect and push nothing out of
-        the history: typing notices, cursors, presence-like chatter.
+        the history, and a receiver that is behind (its write buffer above
+        ``Limits.write_buffer_high``) skips them rather than queueing them:
+        typing notices, cursors, a game's snapshots — where a newer one follows.
         Returns the event's position in a room (None for other targets,
         volatile events, or when the broker could not give one).
         """
