@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test lint types pytest compliance bench system-deps clean
+.PHONY: demo dashboard editor game test lint types pytest compliance bench system-deps clean
 
 $(VENV)/.base: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "wirehub needs Python 3.11+"'
@@ -24,6 +24,14 @@ $(VENV)/.dev: $(VENV)/.base pyproject.toml
 
 demo: $(VENV)/.base
 	$(VENV)/bin/wirehub serve examples/chat/app.py:hub --host $(HOST) --port $(PORT)
+
+# The other example apps (examples/README.md); they need psutil and pycrdt.
+$(VENV)/.examples: $(VENV)/.base pyproject.toml
+	$(PIP) install -q -e '.[examples]'
+	touch $@
+
+dashboard editor game: $(VENV)/.examples
+	$(VENV)/bin/wirehub serve examples/$@/app.py:hub --host $(HOST) --port $(PORT)
 
 # Debian packages the tests drive for real; installed only when missing.
 system-deps:

@@ -55,13 +55,20 @@ class Store:
     """Documents in memory, every update appended to SQLite (merged into one when loading)."""
 
     def __init__(self, path: Path | str) -> None:
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS updates"
-            " (doc TEXT NOT NULL, id INTEGER PRIMARY KEY, data BLOB NOT NULL)"
-        )
+        self.path = path
+        self._db: sqlite3.Connection | None = None  # opened on first use, not at import
         self.docs: dict[str, pycrdt.Doc] = {}
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS updates"
+                " (doc TEXT NOT NULL, id INTEGER PRIMARY KEY, data BLOB NOT NULL)"
+            )
+        return self._db
 
     def doc(self, name: str) -> pycrdt.Doc:
         """The document ``name``, loaded from the database the first time."""
@@ -95,12 +102,15 @@ class Store:
             )
 
     def close(self) -> None:
-        self.db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
 
 def create_hub(store: Store) -> Hub:
     """A new editor hub whose documents live in ``store``."""
     hub = Hub(presence=True)
+    hub.on_shutdown(store.close)
 
     def document(peer: Peer) -> str:
         return str(peer.state["doc"])

@@ -27,6 +27,7 @@ milliseconds, ``u16`` players, then per player ``u16`` slot, ``f32`` x,
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import struct
@@ -48,6 +49,8 @@ MAX_PLAYERS = 200
 COLORS = ["#ff6b6b", "#4dabf7", "#51cf66", "#fcc419", "#cc5de8", "#ff922b", "#20c997", "#f06595"]
 ARENA = "arena"
 WATCH = "arena:watch"
+
+logger = logging.getLogger("game")
 
 _HEAD = struct.Struct("<IdH")
 _PLAYER = struct.Struct("<HffH")
@@ -192,7 +195,10 @@ async def run(hub: Hub, game: Game, tick_hz: float) -> None:
         game.step(period)
         snapshot = game.snapshot()
         for room in (ARENA, WATCH):
-            await hub.to(room).emit("snapshot", snapshot, volatile=True)
+            try:
+                await hub.to(room).emit("snapshot", snapshot, volatile=True)
+            except Exception as exc:  # the broker is unreachable: this tick is lost, go on
+                logger.warning("snapshot not sent: %r", exc)
         due = max(due + period, loop.time() + period / 2)  # late: skip a tick, never burst
         await asyncio.sleep(max(0.0, due - loop.time()))
 

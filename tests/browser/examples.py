@@ -16,7 +16,9 @@ def load_example(name: str) -> ModuleType:
     module_name = f"{name}_example_app"
     module = sys.modules.get(module_name)
     if module is None:
-        spec = importlib.util.spec_from_file_location(module_name, ROOT / "examples" / name / "app.py")
+        spec = importlib.util.spec_from_file_location(
+            module_name, ROOT / "examples" / name / "app.py"
+        )
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module  # msgspec resolves the Structs' annotations here

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -51,8 +52,8 @@ async def test_charts_update_live(pages: Pages, site: Site) -> None:
     page = await open_dashboard(pages, site)
     first = await until_samples(page, 3)
     await until_samples(page, first + 5)
-    await expect(page.locator("#cpu")).to_have_text(__import__("re").compile(r"^\d+\.\d %$"))
-    await expect(page.locator("#connections")).not_to_have_text("–")
+    await expect(page.locator("#cpu")).to_have_text(re.compile(r"^\d+\.\d %$"))
+    await expect(page.locator("#connections")).not_to_have_text("\u2013")  # the placeholder dash
     await expect(page.locator(".chart canvas")).to_have_count(3)
 
 

@@ -33,7 +33,9 @@ async def site(serve_hub: Callable[[Hub], Awaitable[Site]], tmp_path: Path) -> S
     return site
 
 
-async def open_editor(pages: Pages, site: Site, name: str, doc: str = "test", **options: object) -> Page:
+async def open_editor(
+    pages: Pages, site: Site, name: str, doc: str = "test", **options: object
+) -> Page:
     page = await pages.open(f"{site.url}/?doc={doc}&name={name}", **options)
     await expect(page.locator("#status")).to_have_text("connected")
     await expect(page.locator("#text")).to_be_enabled()
@@ -107,7 +109,6 @@ async def test_a_server_restart_loses_nothing(pages: Pages, site: Site, tmp_path
     await site.stop(1012)
     await expect(ada.locator("#status")).not_to_have_text("connected")
     app = load_example("editor")
-    site.store.close()  # type: ignore[attr-defined]
     site.store = app.Store(tmp_path / "editor.db")  # type: ignore[attr-defined]
     site.hub = app.create_hub(site.store)  # type: ignore[attr-defined]  # a new process
     assert server_text(site) == before
@@ -129,7 +130,9 @@ async def test_screenshot_two_people_editing(pages: Pages, site: Site) -> None:
     )
     await converged(ada, bob)
     await bob.locator("#text").press("Control+End")
-    await bob.locator("#text").press_sequentially("Edits merge as a CRDT, so nobody's typing is lost.")
+    await bob.locator("#text").press_sequentially(
+        "Edits merge as a CRDT, so nobody's typing is lost."
+    )
     await converged(ada, bob)
     where = str(await bob.evaluate("document.querySelector('#text').selectionStart"))
     await expect(ada.locator("#cursors .cursor")).to_have_attribute("data-index", where)

@@ -27,7 +27,9 @@ async def site(serve_hub: Callable[[Hub], Awaitable[Site]]) -> Site:
     return await serve_hub(load_example("game").create_hub())
 
 
-async def join(pages: Pages, site: Site, name: str, *, spectate: bool = False, **options: Any) -> Page:
+async def join(
+    pages: Pages, site: Site, name: str, *, spectate: bool = False, **options: Any
+) -> Page:
     query = f"name={name}" + ("&spectate=1" if spectate else "")
     page = await pages.open(f"{site.url}/?{query}", **options)
     await expect(page.locator("#status")).to_have_text("connected")
@@ -46,7 +48,8 @@ async def until(page: Page, script: str, arg: Any = None) -> Any:
 
 
 async def my_slot(page: Page) -> int:
-    return int(await until(page, "() => { const s = window.game.me(); return s === null ? null : String(s); }"))
+    slot = "() => { const s = window.game.me(); return s === null ? null : String(s); }"
+    return int(await until(page, slot))
 
 
 async def test_players_see_each_other_move(pages: Pages, site: Site) -> None:
