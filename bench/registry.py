@@ -30,6 +30,10 @@ SERVERS: dict[str, Server] = {
     "wirehub": Server("wirehub_server.py"),
     # The event layer: JSON events, rooms with positions, acks (docs/PROTOCOL.md).
     "wirehub_events": Server("wirehub_events.py", dialect="wh"),
+    # The same with Prometheus metrics on: what they cost (docs/operations.md).
+    "wirehub_events_metrics": Server(
+        "wirehub_events.py", args=("--metrics",), dialect="wh", optional=True
+    ),
     "websockets": Server("websockets_server.py"),
     "aiohttp": Server("aiohttp_server.py"),
     "picows": Server("picows_server.py", deflate=False),

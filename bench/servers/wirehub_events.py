@@ -4,20 +4,21 @@ The load generator speaks docs/PROTOCOL.md ("wh" dialect) on ``/ws``:
 ``?ep=echo`` peers get each ``m`` event back as its ack; ``?ep=fanout&role=sub``
 peers are joined to the room by the connect handler; a publisher's ``m``
 events are emitted to the room (``hub.to(room).emit``), every delivery an
-``event`` message with the room's position.
+``event`` message with the room's position. ``--metrics`` turns on the
+Prometheus metrics (``Hub(metrics=True)``) to measure what they cost.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from _common import parse_args, raise_fd_limit
+from _common import make_parser, raise_fd_limit
 
 from wirehub import Hub, Peer, Request
 
 
-def build(compression: bool) -> Hub:
-    hub = Hub(compression=compression)
+def build(compression: bool, metrics: bool = False) -> Hub:
+    hub = Hub(compression=compression, metrics=metrics)
 
     @hub.on("connect")
     async def connect(peer: Peer, request: Request) -> None:
@@ -42,5 +43,7 @@ def build(compression: bool) -> Hub:
 
 if __name__ == "__main__":
     raise_fd_limit()
-    args = parse_args(__doc__ or "")
-    build(args.compression).run(host=args.host, port=args.port)
+    parser = make_parser(__doc__ or "")
+    parser.add_argument("--metrics", action="store_true", help="serve /metrics (Hub(metrics=True))")
+    args = parser.parse_args()
+    build(args.compression, args.metrics).run(host=args.host, port=args.port)

@@ -111,6 +111,12 @@ def load_app(target: str) -> Hub:
 @click.option(
     "--redis-cluster", is_flag=True, help="URL is a Redis Cluster node (sharded pub/sub)."
 )
+@click.option("--metrics", is_flag=True, help="Serve Prometheus metrics at /metrics.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0),
+    help="Serve /metrics on this port only, not the application's (implies --metrics).",
+)
 def serve(
     app: str,
     host: str,
@@ -125,6 +131,8 @@ def serve(
     redis_url: str | None,
     redis_prefix: str,
     redis_cluster: bool,
+    metrics: bool,
+    metrics_port: int | None,
 ) -> None:
     """Serve APP, given as module:attr or path/to/file.py:attr."""
     logging.basicConfig(
@@ -146,6 +154,8 @@ def serve(
         raise click.UsageError("--keyfile needs --certfile")
     if redis_url is not None:
         hub.broker = _redis_broker(redis_url, redis_prefix, redis_cluster)
+    if metrics or metrics_port is not None:
+        _enable_metrics(hub, metrics_port)
     if workers > 1:
         _serve_workers(hub, app, host, port, context, int(shutdown_code), workers)
         return
@@ -153,7 +163,7 @@ def serve(
     def announce(server: Any) -> None:
         routes = ", ".join(sorted(hub.router.websocket)) or "none"
         click.echo(f"wirehub serving {app} on {server.url} (WebSocket routes: {routes})")
-        sys.stdout.flush()
+        _announce_metrics(hub, host)
 
     from wirehub.server.serve import run
 
@@ -176,6 +186,27 @@ def _redis_broker(url: str, prefix: str, cluster: bool) -> Any:
         raise click.BadParameter(str(exc), param_hint="--redis") from None
 
 
+def _enable_metrics(hub: Hub, port: int | None) -> None:
+    try:
+        from wirehub.hub.metrics import Metrics
+    except ImportError as exc:
+        raise click.ClickException(str(exc)) from None
+    if hub.metrics is None:
+        Metrics(hub, port=port)
+    elif port is not None:
+        raise click.UsageError(
+            "--metrics-port: the app already serves /metrics (Hub(metrics=True)) on its port"
+        )
+
+
+def _announce_metrics(hub: Hub, host: str) -> None:
+    """Say where metrics on their own port are (the line after the serving one), then flush."""
+    if hub.metrics is not None and hub.metrics.port is not None:
+        name = f"[{host}]" if ":" in host else host
+        click.echo(f"metrics on http://{name}:{hub.metrics.port}/metrics")
+    sys.stdout.flush()
+
+
 def _serve_workers(
     hub: Hub, app: str, host: str, port: int, context: ssl.SSLContext | None, code: int, n: int
 ) -> None:
@@ -191,7 +222,7 @@ def _serve_workers(
     def announce(url: str) -> None:
         routes = ", ".join(sorted(hub.router.websocket)) or "none"
         click.echo(f"wirehub serving {app} on {url} with {n} workers (WebSocket routes: {routes})")
-        sys.stdout.flush()
+        _announce_metrics(hub, host)
 
     try:
         status = run_workers(

@@ -10,7 +10,7 @@ import os
 import ssl as _ssl
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, cast
 
 from wirehub.brokers.base import Broker
 from wirehub.brokers.memory import MemoryBroker
@@ -34,6 +34,9 @@ from wirehub.security.admission import Gate
 from wirehub.security.auth import Admission, AuthHook, TokenAuth, authenticate_request
 from wirehub.security.origins import OriginPolicy
 from wirehub.security.ratelimit import RateLimits
+
+if TYPE_CHECKING:
+    from wirehub.hub.metrics import Metrics
 
 __all__ = ["Hub", "Target"]
 
@@ -88,7 +91,9 @@ class Hub:
     ``"close"`` it with 4008, or ``"drop"`` the messages it cannot take),
     ``trusted_proxies`` (addresses or networks of the reverse proxies whose
     ``X-Forwarded-For`` gives ``request.client_ip``), ``api_key`` (turns on
-    ``POST /api/emit`` for requests bearing ``Authorization: Bearer <api_key>``).
+    ``POST /api/emit`` for requests bearing ``Authorization: Bearer <api_key>``),
+    ``metrics`` (serve Prometheus metrics at ``GET /metrics``: ``hub.metrics``,
+    a ``wirehub.hub.metrics.Metrics``; needs ``wirehub[metrics]``).
     """
 
     def __init__(
@@ -106,6 +111,7 @@ class Hub:
         rate_limits: RateLimits | None = None,
         trusted_proxies: Iterable[str] | None = None,
         api_key: str | None = None,
+        metrics: bool = False,
     ) -> None:
         if slow_consumer not in ("close", "drop"):
             raise ConfigError(f"slow_consumer is 'close' or 'drop', not {slow_consumer!r}")
@@ -144,6 +150,11 @@ class Hub:
             self.router.add_http(f"/{name}", {"GET"}, _package_file(STATIC / name))
         if api_key is not None:
             self.router.add_http(EMIT_PATH, {"POST"}, emit_route(self.node, api_key))
+        self.metrics: Metrics | None = None
+        if metrics:
+            from wirehub.hub.metrics import Metrics  # prometheus-client is an optional extra
+
+            Metrics(self)
 
     @property
     def broker(self) -> Broker:

@@ -110,12 +110,14 @@ class Peer:
 
     def send(self, payload: bytes, text: bool) -> None:
         """Send one protocol message to this peer (compressed if negotiated)."""
+        self.node.stats["messages_out"] += 1
         if text:
             self.transport.send_text(payload)
         else:
             self.transport.send(payload)
 
     def _reply(self, message: wire.Ack | wire.Error | wire.Welcome) -> None:
+        self.node.stats["messages_out"] += 1
         self.transport.send_text(wire.encode(message))
 
     def _ack(self, request_id: int | None, data: Any) -> None:
@@ -125,6 +127,7 @@ class Peer:
             header = wire.encode_json(
                 {"type": "ack", "id": request_id}
             )  # no "data": the payload is
+            self.node.stats["messages_out"] += 1
             self.transport.send(wire.pack_binary(header, bytes(data)))
             return
         try:
@@ -133,6 +136,7 @@ class Peer:
             logger.error("cannot encode the answer to request %s as JSON: %s", request_id, exc)
             self._error(request_id, ErrorCode.INTERNAL_ERROR, "internal error")
             return
+        self.node.stats["messages_out"] += 1
         self.transport.send_text(payload)
 
     def _error(

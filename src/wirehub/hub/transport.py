@@ -19,6 +19,10 @@ __all__ = ["Endpoint", "Session", "Transport"]
 class Transport(Protocol):
     """One open WebSocket connection, as the hub sees it."""
 
+    kind: str
+    """How the client is connected: ``"websocket"``, or an HTTP fallback's
+    ``"long-polling"`` / ``"streaming"`` (metrics label connections by it)."""
+
     @property
     def request(self) -> Request:
         """The handshake request (path, query, headers, client address)."""

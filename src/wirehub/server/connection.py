@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from wirehub.codes import CloseCode
 from wirehub.http.messages import Request, Response
 from wirehub.http.parser import RequestParser
+from wirehub.http.routing import Router
 from wirehub.hub.transport import Endpoint, Session
 from wirehub.protocol.websocket import (
     COMPRESSION_THRESHOLD,
@@ -38,6 +39,7 @@ class Host(Protocol):
     does not import the one that imports it."""
 
     hub: Hub
+    router: Router
     loop: asyncio.AbstractEventLoop
     connections: set[Connection]
     tasks: set[asyncio.Task[None]]
@@ -84,6 +86,8 @@ class Connection(asyncio.Protocol):
         "writing_paused",
         "ws",
     )  # tens of thousands of these may be idle at once: no per-instance dict
+
+    kind = "websocket"  # the hub's Transport.kind
 
     def __init__(self, server: Host) -> None:
         self.server = server
@@ -272,7 +276,7 @@ class Connection(asyncio.Protocol):
     # -- WebSocket -----------------------------------------------------------
 
     def _upgrade(self, request: Request) -> None:
-        endpoint: Endpoint | None = self.hub.router.websocket.get(request.path)
+        endpoint: Endpoint | None = self.server.router.websocket.get(request.path)
         if endpoint is None:
             self._write_response(
                 Response.error(404, "no WebSocket endpoint here"), keep_alive=False

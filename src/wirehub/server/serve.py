@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from wirehub.http.messages import Request, Response
+from wirehub.http.routing import Router
 
 if TYPE_CHECKING:
     from wirehub.hub.hub import Hub
@@ -28,9 +29,16 @@ class Server:
     """Serves one ``Hub`` on one or more listening sockets in this event loop."""
 
     def __init__(
-        self, hub: Hub, *, ssl: _ssl.SSLContext | None = None, shutdown_code: int = 1001
+        self,
+        hub: Hub,
+        *,
+        ssl: _ssl.SSLContext | None = None,
+        shutdown_code: int = 1001,
+        router: Router | None = None,
     ) -> None:
         self.hub = hub
+        self.router = router if router is not None else hub.router
+        """The routes served here: the hub's, or another table (the metrics port's)."""
         self.ssl = ssl
         self.shutdown_code = shutdown_code
         self.loop = asyncio.get_running_loop()
@@ -95,7 +103,7 @@ class Server:
 
     def http_response(self, request: Request) -> Response | Awaitable[Response]:
         """Answer a plain HTTP request (not an upgrade)."""
-        router = self.hub.router
+        router = self.router
         route = router.http.get(request.path)
         if route is not None:
             if request.method not in route.methods and not (
@@ -240,8 +248,10 @@ async def serve(
     the address cannot be bound (the hub is stopped again first).
     """
     server = Server(hub, ssl=ssl, shutdown_code=shutdown_code)
+    internal: list[Server] = []
     try:
         await server.listen(host, port, sock=sock, reuse_port=reuse_port)
+        internal = await _serve_metrics(hub, host)
         if handle_signals:
             server.handle_signals()
         logger.info("wirehub listening on %s", server.url)
@@ -249,6 +259,36 @@ async def serve(
     finally:
         server.restore_signals()
         await server.shutdown()
+        for other in internal:
+            await other.shutdown()
+
+
+async def _serve_metrics(hub: Hub, host: str | None) -> list[Server]:
+    """Listen where ``hub.metrics`` is served besides the application's port.
+
+    Its own port (``Metrics.port``: plain HTTP, ``/metrics`` and ``/healthz``
+    only), shared by the workers with ``SO_REUSEPORT``; and in a worker, the
+    private Unix socket where the other workers get its own metrics.
+    """
+    metrics = hub.metrics
+    if metrics is None:
+        return []
+    servers = []
+    if metrics.port is not None:
+        server = Server(hub, router=metrics.router)
+        [(_, metrics.port), *_] = await server.listen(
+            host, metrics.port, reuse_port=metrics.workers is not None
+        )  # port 0: the one the kernel picked
+        servers.append(server)
+    if metrics.workers is not None:
+        path = metrics.workers.socket(metrics.workers.slot)
+        path.unlink(missing_ok=True)  # left by this slot's previous worker
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(path))
+        server = Server(hub, router=metrics.local_router)
+        await server.listen(sock=sock)
+        servers.append(server)
+    return servers
 
 
 def run(

@@ -21,14 +21,17 @@ import dataclasses
 import logging
 import os
 import selectors
+import shutil
 import signal
 import socket
 import ssl as _ssl
 import sys
+import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wirehub.exceptions import ConfigError
@@ -79,14 +82,42 @@ def run_workers(
     family, _, _, _, address = info[0]
     reserved = _reuseport_socket(family, address)
     try:
-        bound = reserved.getsockname()
-        scheme = "https" if ssl is not None else "http"
-        name = f"[{bound[0]}]" if family == socket.AF_INET6 else bound[0]
-        url = f"{scheme}://{name}:{bound[1]}"
-        supervisor = _Supervisor(hub, family, bound, workers, ssl, shutdown_code, reserved)
-        return supervisor.run(lambda: on_ready(url) if on_ready is not None else None)
+        with _metrics_for_workers(hub, family, address, workers):
+            bound = reserved.getsockname()
+            scheme = "https" if ssl is not None else "http"
+            name = f"[{bound[0]}]" if family == socket.AF_INET6 else bound[0]
+            url = f"{scheme}://{name}:{bound[1]}"
+            supervisor = _Supervisor(hub, family, bound, workers, ssl, shutdown_code, reserved)
+            return supervisor.run(lambda: on_ready(url) if on_ready is not None else None)
     finally:
         reserved.close()
+
+
+@contextlib.contextmanager
+def _metrics_for_workers(hub: Hub, family: int, address: Any, count: int) -> Iterator[None]:
+    """Prepare ``hub.metrics`` for workers: a private folder for their sockets, its port reserved.
+
+    Each worker learns its slot in ``_become_worker`` (``Metrics.workers``).
+    """
+    metrics = hub.metrics
+    if metrics is None:
+        yield
+        return
+    from wirehub.hub.metrics import Workers  # loaded with the metrics (prometheus-client)
+
+    directory = Path(tempfile.mkdtemp(prefix="wirehub-metrics-"))  # mode 0700
+    metrics.workers = Workers(-1, count, directory)
+    reserved = None
+    try:
+        if metrics.port is not None:
+            reserved = _reuseport_socket(family, (address[0], metrics.port, *address[2:]))
+            metrics.port = reserved.getsockname()[1]  # port 0: the one the kernel picked
+        yield
+    finally:
+        if reserved is not None:
+            reserved.close()
+        metrics.workers = None
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _warn_about_threads() -> None:
@@ -274,7 +305,7 @@ class _Supervisor:
             return
         code = 1
         try:
-            self._become_worker(parent)
+            self._become_worker(parent, worker.slot)
             code = 0
         except BaseException:
             traceback.print_exc()
@@ -283,7 +314,10 @@ class _Supervisor:
             sys.stderr.flush()
             os._exit(code)
 
-    def _become_worker(self, parent: int) -> None:
+    def _become_worker(self, parent: int, slot: int) -> None:
+        metrics = self.hub.metrics
+        if metrics is not None and metrics.workers is not None:
+            metrics.workers = dataclasses.replace(metrics.workers, slot=slot)
         signal.set_wakeup_fd(-1)
         for sig in _SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
