@@ -9,7 +9,6 @@ import asyncio
 import dataclasses
 import importlib
 import importlib.util
-import logging
 import ssl
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import click
 
 from wirehub.exceptions import ConfigError
 from wirehub.hub.hub import Hub
+from wirehub.server.logs import configure_logging
 
 __all__ = ["load_app", "main"]
 
@@ -93,6 +93,19 @@ def load_app(target: str) -> Hub:
     show_default=True,
 )
 @click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line, with peer, client and room fields.",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="Log each WebSocket handshake (status, path, duration) at INFO.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=1,
@@ -127,6 +140,8 @@ def serve(
     no_compression: bool,
     shutdown_code: str,
     log_level: str,
+    log_format: str,
+    access_log: bool,
     workers: int,
     redis_url: str | None,
     redis_prefix: str,
@@ -135,9 +150,7 @@ def serve(
     metrics_port: int | None,
 ) -> None:
     """Serve APP, given as module:attr or path/to/file.py:attr."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(log_level, "json" if log_format == "json" else "text", access_log=access_log)
     try:
         hub = load_app(app)
     except ConfigError as exc:

@@ -153,7 +153,12 @@ class Credentials:
             identity = self.auth.verify(token)
         except Reject as exc:
             self.stats["refused_auth"] += 1
-            logger.info("peer %s: token refused: %s", self.peer.id, exc.reason)
+            logger.info(
+                "peer %s: token refused: %s",
+                self.peer.id,
+                exc.reason,
+                extra={"peer": self.peer.id, "client": self.peer.transport.request.client_ip},
+            )
             self._close(exc.code, exc.reason)
             return None
         except Exception:

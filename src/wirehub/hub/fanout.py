@@ -20,7 +20,7 @@ from wirehub.protocol.websocket import (
     encode_frame,
 )
 
-__all__ = ["Fanout", "Member"]
+__all__ = ["Fanout", "Member", "log_context"]
 
 logger = logging.getLogger("wirehub.hub")
 
@@ -42,6 +42,14 @@ class Member(Protocol):
 
     def send(self, payload: bytes, text: bool) -> None:
         """Send one protocol message to this client alone."""
+
+
+def log_context(member: Member, **fields: str) -> dict[str, str | None]:
+    """``member``'s id and client address for a log record's ``extra`` (with ``fields``).
+
+    The JSON log format (``wirehub serve --log-format json``) writes them as fields.
+    """
+    return {"peer": member.id, "client": member.transport.request.client_ip, **fields}
 
 
 class Fanout:
@@ -111,6 +119,7 @@ class Fanout:
                 "peer %s is not reading (%d bytes unsent); closing it with 4008",
                 member.id,
                 buffered,
+                extra=log_context(member),
             )
             transport.close(CloseCode.SLOW_CONSUMER, "slow consumer: not reading fast enough")
         return True

@@ -17,7 +17,7 @@ from typing import Any, Literal, NamedTuple
 
 from wirehub.brokers.base import Broker, Publication
 from wirehub.config import Limits, Timeouts
-from wirehub.hub.fanout import Fanout, Member
+from wirehub.hub.fanout import Fanout, Member, log_context
 from wirehub.hub.handlers import HandlerSpec
 from wirehub.hub.room import Rooms
 from wirehub.protocol import messages as wire
@@ -87,7 +87,11 @@ class Node:
             if inspect.isawaitable(allowed):
                 allowed = await allowed
         except Exception:
-            logger.exception("authorize_emit failed for event %r; refusing", event)
+            logger.exception(
+                "authorize_emit failed for event %r; refusing",
+                event,
+                extra=log_context(member, event=event),
+            )
             allowed = False
         if not allowed:
             self.stats["forbidden"] += 1
@@ -126,7 +130,7 @@ class Node:
             if spec.is_async:
                 await result
         except Exception:
-            logger.exception("disconnect handler failed")
+            logger.exception("disconnect handler failed", extra=log_context(member))
 
     # -- the broker ----------------------------------------------------------------------
 

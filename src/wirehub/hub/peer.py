@@ -17,6 +17,7 @@ from wirehub.exceptions import EventError, Reject
 from wirehub.http.messages import Request
 from wirehub.hub.credentials import Credentials
 from wirehub.hub.eager import run_eagerly
+from wirehub.hub.fanout import log_context
 from wirehub.hub.handlers import HandlerSpec
 from wirehub.hub.node import DisconnectReason, Node
 from wirehub.hub.transport import Transport
@@ -87,6 +88,14 @@ class Peer:
     def connected(self) -> bool:
         return not self._closed
 
+    def log_context(self, **fields: str) -> dict[str, str | None]:
+        """This peer's id and client address for a log record's ``extra`` (with ``fields``).
+
+        ``logger.info("...", extra=peer.log_context(room=room))``: the JSON
+        log format (``wirehub serve --log-format json``) writes them as fields.
+        """
+        return log_context(self, **fields)
+
     # -- the application's API -----------------------------------------------
 
     async def emit(self, event: str, data: Any = None) -> None:
@@ -133,7 +142,12 @@ class Peer:
         try:
             payload = wire.encode(wire.Ack(request_id, data))
         except (TypeError, ValueError) as exc:
-            logger.error("cannot encode the answer to request %s as JSON: %s", request_id, exc)
+            logger.error(
+                "cannot encode the answer to request %s as JSON: %s",
+                request_id,
+                exc,
+                extra=self.log_context(),
+            )
             self._error(request_id, ErrorCode.INTERNAL_ERROR, "internal error")
             return
         self.node.stats["messages_out"] += 1
@@ -182,11 +196,16 @@ class Peer:
             if spec.is_async:
                 await result
         except Reject as exc:
-            logger.info("connect refused for %s: %s", self.request.client, exc.reason)
+            logger.info(
+                "connect refused for %s: %s",
+                self.request.client,
+                exc.reason,
+                extra=self.log_context(),
+            )
             self.transport.close(exc.code, exc.reason)
             return
         except Exception:
-            logger.exception("connect handler failed; closing with 1011")
+            logger.exception("connect handler failed; closing with 1011", extra=self.log_context())
             self.transport.close(CloseCode.INTERNAL_ERROR, "internal error")
             return
         if self._closed:
@@ -249,7 +268,7 @@ class Peer:
         try:
             request, payload = wire.decode_client(message)
         except wire.DecodeError as exc:
-            logger.info("bad message from peer %s: %s", self.id, exc)
+            logger.info("bad message from peer %s: %s", self.id, exc, extra=self.log_context())
             self._error(None, ErrorCode.BAD_MESSAGE, f"invalid message: {exc}")
             return
         if type(request) is wire.Emit:
@@ -304,7 +323,12 @@ class Peer:
         elif isinstance(error, EventError):
             self._error(request.id, error.code, error.message, error.details)
         elif isinstance(error, Exception):
-            logger.error("handler for event %r failed", request.event, exc_info=error)
+            logger.error(
+                "handler for event %r failed",
+                request.event,
+                exc_info=error,
+                extra=self.log_context(event=request.event),
+            )
             self._error(request.id, ErrorCode.INTERNAL_ERROR, "internal error")
 
     def _track(self, coro: Any, done: Any = None) -> None:
@@ -333,7 +357,9 @@ class Peer:
         except EventError as exc:
             self._error(request.id, exc.code, exc.message, exc.details)
         except Exception:
-            logger.exception("join of %r failed", request.room)
+            logger.exception(
+                "join of %r failed", request.room, extra=self.log_context(room=request.room)
+            )
             self._error(request.id, ErrorCode.INTERNAL_ERROR, "internal error")
         else:
             self._ack(request.id, answer)
@@ -342,7 +368,9 @@ class Peer:
         try:
             await self.node.rooms.leave(self, request.room)
         except Exception:
-            logger.exception("leave of %r failed", request.room)
+            logger.exception(
+                "leave of %r failed", request.room, extra=self.log_context(room=request.room)
+            )
             self._error(request.id, ErrorCode.INTERNAL_ERROR, "internal error")
         else:
             self._ack(request.id, None)
@@ -392,7 +420,11 @@ class Peer:
         self._error(request_id, ErrorCode.RATE_LIMITED, "rate limit exceeded", details)
         if self._limiter.strike():
             self.node.stats["rate_limit_closes"] += 1
-            logger.warning("peer %s keeps exceeding its rate limits; closing with 4029", self.id)
+            logger.warning(
+                "peer %s keeps exceeding its rate limits; closing with 4029",
+                self.id,
+                extra=self.log_context(),
+            )
             self.transport.close(CloseCode.RATE_LIMITED, "rate limit exceeded repeatedly")
             self.transport.pause_reading()
 

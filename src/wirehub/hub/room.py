@@ -18,7 +18,7 @@ from wirehub.brokers.base import Broker, History, Publication
 from wirehub.codes import ErrorCode
 from wirehub.config import Limits
 from wirehub.exceptions import EventError
-from wirehub.hub.fanout import Fanout, Member
+from wirehub.hub.fanout import Fanout, Member, log_context
 from wirehub.protocol import messages as wire
 
 __all__ = ["MAX_HISTORY_REPLAY", "JoinAuthorizer", "Room", "Rooms", "check_room_name"]
@@ -242,6 +242,10 @@ class Rooms:
             if asyncio.iscoroutine(allowed):
                 allowed = await allowed
         except Exception:
-            logger.exception("authorize_join failed for room %r; refusing", room)
+            logger.exception(
+                "authorize_join failed for room %r; refusing",
+                room,
+                extra=log_context(member, room=room),
+            )
             return False
         return bool(allowed)

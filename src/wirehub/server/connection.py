@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["Connection", "Host"]
 
 logger = logging.getLogger("wirehub.server")
+access_logger = logging.getLogger("wirehub.access")  # one INFO line per handshake
 
 
 class Host(Protocol):
@@ -68,6 +69,7 @@ class Connection(asyncio.Protocol):
         "_high_water",
         "_lost",
         "_open",
+        "_opened",
         "_out",
         "_out_size",
         "_pending",
@@ -123,6 +125,7 @@ class Connection(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
+        self._opened = self.loop.time()
         limits = self.hub.limits
         transport.set_write_buffer_limits(
             high=limits.write_buffer_high, low=limits.write_buffer_low
@@ -278,14 +281,12 @@ class Connection(asyncio.Protocol):
     def _upgrade(self, request: Request) -> None:
         endpoint: Endpoint | None = self.server.router.websocket.get(request.path)
         if endpoint is None:
-            self._write_response(
-                Response.error(404, "no WebSocket endpoint here"), keep_alive=False
-            )
+            self._refuse(request, Response.error(404, "no WebSocket endpoint here"))
             return
         if request.method != "GET":
             response = Response.error(405, "a WebSocket handshake uses GET")
             response.headers.append(("Allow", "GET"))
-            self._write_response(response, keep_alive=False)
+            self._refuse(request, response)
             return
         if self.parser.upgrade_data is None:
             # "Upgrade: websocket" without "Connection: Upgrade": HTTP does not
@@ -293,22 +294,46 @@ class Connection(asyncio.Protocol):
             # what is missing rather than 404 for a route that does exist.
             response = Response.error(426, "a WebSocket handshake needs 'Connection: Upgrade'")
             response.headers.append(("Upgrade", "websocket"))
-            self._write_response(response, keep_alive=False)
+            self._refuse(request, response)
             return
         # Before the upgrade: the hub's Gate (origin, capacity, per-address
         # limits), then the endpoint's own check (authentication).
         refusal = self.hub.gate.admit(request)
         if refusal is not None:
-            self._write_response(refusal, keep_alive=False)
+            self._refuse(request, refusal)
             return
         self._admitted = request
         verdict = endpoint.admit(request)
         if verdict is None:
             self._accept(endpoint, request)
         elif isinstance(verdict, Response):
-            self._write_response(verdict, keep_alive=False)
+            self._refuse(request, verdict)
         else:
             self._admit_later(endpoint, request, verdict)
+
+    def _refuse(self, request: Request, response: Response) -> None:
+        """Answer a handshake with an HTTP error instead of 101, and close."""
+        self._log_handshake(request, response.status)
+        self._write_response(response, keep_alive=False)
+
+    def _log_handshake(self, request: Request, status: int) -> None:
+        """The access log line of a handshake (never the query: it may hold a token)."""
+        if access_logger.isEnabledFor(logging.INFO):
+            duration = (self.loop.time() - self._opened) * 1000
+            access_logger.info(
+                '%s "%s %s" %d %.1fms',
+                request.client_ip or "-",
+                request.method,
+                request.path,
+                status,
+                duration,
+                extra={
+                    "client": request.client_ip,
+                    "path": request.path,
+                    "status": status,
+                    "duration_ms": round(duration, 3),
+                },
+            )
 
     def _admit_later(
         self, endpoint: Endpoint, request: Request, pending: Awaitable[Response | None]
@@ -341,7 +366,7 @@ class Connection(asyncio.Protocol):
             response = Response.error(503, "server shutting down")
         if response is not None:
             self._early = None
-            self._write_response(response, keep_alive=False)
+            self._refuse(request, response)
             return
         assert self.transport is not None
         self.transport.resume_reading()
@@ -358,6 +383,7 @@ class Connection(asyncio.Protocol):
         self.ws = ws
         self._request = request
         self._move_protocol_output()
+        self._log_handshake(request, handshake.status_code)
         if handshake.status_code != 101:
             logger.info("handshake from %s refused: %d", request.client, handshake.status_code)
             return

@@ -1,13 +1,16 @@
-"""``wirehub serve --metrics-port``: one scrape covers every worker of ``--workers 2``."""
+"""``wirehub serve`` for operators: metrics of every worker in one scrape, JSON logs."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+from typing import Any
 
 from tests.conftest import http
 from tests.hub.test_metrics import parse
-from tests.test_cli import START
+from tests.hub.wire import WireClient
+from tests.test_cli import START, served_url, wirehub_process
 from tests.test_cli_workers import client_on_each_worker, workers
 
 
@@ -44,3 +47,29 @@ async def test_one_scrape_covers_both_workers(redis_url: str, prefix: str) -> No
         finally:
             for client in clients.values():
                 await client.close()
+
+
+async def test_serve_logs_json_lines_with_peer_client_and_access_log() -> None:
+    """`--log-format json`: every stderr line is JSON; handshakes and a failing handler say who."""
+    async with wirehub_process(
+        "serve", "tests/apps/ops.py:hub", "--port", "0", "--log-format", "json"
+    ) as process:
+        url = await served_url(process)
+        port = int(url.rsplit(":", 1)[1])
+        async with await WireClient.open(url.replace("http", "ws") + "/ws?token=secret") as client:
+            reply = await client.call("fail", {})
+            assert reply["code"] == "internal_error"
+        refused = await http(
+            port, b"GET /nowhere HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n"
+        )
+        assert refused.status == 404
+        process.terminate()
+        _, stderr = await process.communicate()
+    entries: list[dict[str, Any]] = [json.loads(line) for line in stderr.decode().splitlines()]
+    access = [e for e in entries if e["logger"] == "wirehub.access"]
+    assert [(e["status"], e["path"]) for e in access] == [(101, "/ws"), (404, "/nowhere")]
+    assert all(e["client"] == "127.0.0.1" and e["duration_ms"] >= 0 for e in access)
+    assert "secret" not in stderr.decode()  # the query (a token) is never logged
+    [failed] = [e for e in entries if e["message"] == "handler for event 'fail' failed"]
+    assert failed["peer"] == client.id and failed["client"] == "127.0.0.1"
+    assert failed["event"] == "fail" and "RuntimeError" in failed["exception"]
