@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,8 @@ from tests.conftest import http, serve
 from tests.hub.wire import WireClient
 from wirehub import Hub, Peer
 from wirehub.hub.metrics import BUCKETS, Timings, Workers
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def parse(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -103,7 +107,8 @@ async def test_rejected_handshakes_are_counted_by_reason() -> None:
 
 
 async def test_a_worker_that_does_not_answer_is_reported_down(tmp_path: Path) -> None:
-    """Under workers, a scrape answers with its own samples and worker_up 0 for a silent sibling."""
+    """Under workers, a scrape has its own samples, worker_up 0 for a silent sibling, and
+    every metric the Grafana dashboard in docs/deploy queries."""
     hub = chat_hub()
     assert hub.metrics is not None
     hub.metrics.workers = Workers(slot=0, count=2, directory=tmp_path)  # no worker-1.sock
@@ -112,3 +117,11 @@ async def test_a_worker_that_does_not_answer_is_reported_down(tmp_path: Path) ->
     assert samples[("wirehub_worker_up", frozenset({("worker", "0")}))] == 1
     assert samples[("wirehub_worker_up", frozenset({("worker", "1")}))] == 0
     assert samples[("wirehub_rooms", frozenset({("worker", "0")}))] == 0
+    dashboard = json.loads((ROOT / "docs" / "deploy" / "grafana-wirehub.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b(?:wirehub|process)_\w+", target["expr"])
+    }
+    assert queried <= {name for name, _ in samples}, "the Grafana dashboard queries unknown metrics"
