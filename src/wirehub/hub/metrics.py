@@ -26,11 +26,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from wirehub.http.messages import Request, Response
 from wirehub.http.routing import Router
 from wirehub.hub.handlers import HandlerSpec
+from wirehub.hub.node import Node
 
 try:
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -44,9 +45,6 @@ try:
     from prometheus_client.process_collector import ProcessCollector
 except ImportError as exc:  # pragma: no cover - exercised by hand without the extra
     raise ImportError("metrics need prometheus-client: pip install 'wirehub[metrics]'") from exc
-
-if TYPE_CHECKING:
-    from wirehub.hub.hub import Hub
 
 __all__ = ["BUCKETS", "METRICS_PATH", "Metrics", "Timings", "Workers"]
 
@@ -107,6 +105,21 @@ class Workers:
         return self.directory / f"worker-{slot}.sock"
 
 
+H = TypeVar("H", bound=Callable[..., Any])
+
+
+class Metered(Protocol):
+    """What the metrics read and hook into (``Hub`` implements it)."""
+
+    node: Node
+    router: Router
+    metrics: Metrics | None
+
+    def on_startup(self, hook: H) -> H: ...
+
+    def on_shutdown(self, hook: H) -> H: ...
+
+
 class Metrics:
     """The metrics of one hub; ``hub.metrics`` once created.
 
@@ -116,7 +129,7 @@ class Metrics:
     own metrics in it to have them served at the same address.
     """
 
-    def __init__(self, hub: Hub, *, port: int | None = None) -> None:
+    def __init__(self, hub: Metered, *, port: int | None = None) -> None:
         self.hub = hub
         self.port = port
         self.workers: Workers | None = None  # set in each forked worker
@@ -150,7 +163,7 @@ class Metrics:
             timings = self.handlers.setdefault(event, Timings())
             handlers[event] = dataclasses.replace(spec, func=_timed(spec, timings))
         self._unwrap.append(lambda: handlers.update(original))
-        broker = self.hub.broker
+        broker = self.hub.node.broker
         try:
             # An attribute of this broker object, which shadows the method:
             # brokers stay unaware of metrics, and nothing is timed when off.
@@ -212,14 +225,15 @@ class _HubCollector:
 
     def collect(self) -> Iterator[Metric]:
         hub = self.metrics.hub
-        stats = hub.stats
+        node = hub.node
+        stats = node.stats
         yield _gauge_by(
             "wirehub_connections",
             "Open WebSocket and fallback connections, by transport",
             "transport",
             _connections(hub),
         )
-        yield _gauge("wirehub_rooms", "Rooms with members on this process", len(hub.rooms))
+        yield _gauge("wirehub_rooms", "Rooms with members on this process", len(node.rooms.by_name))
         yield _counter(
             "wirehub_messages_received", "Messages received from peers", stats["messages_in"]
         )
@@ -268,7 +282,7 @@ class _HubCollector:
         )
         publish.add_metric([], self.metrics.publish.cumulative(), self.metrics.publish.sum)
         yield publish
-        health = hub.broker.health()
+        health = node.broker.health()
         up = GaugeMetricFamily(
             "wirehub_broker_up", "1 while the broker carries messages", labels=["broker"]
         )
@@ -281,9 +295,9 @@ class _HubCollector:
         )
 
 
-def _connections(hub: Hub) -> dict[str, int]:
+def _connections(hub: Metered) -> dict[str, int]:
     counts: dict[str, int] = {"websocket": 0}
-    for peer in hub.peers.values():
+    for peer in hub.node.peers.values():
         kind = peer.transport.kind
         counts[kind] = counts.get(kind, 0) + 1
     for endpoint in hub.router.websocket.values():  # plain endpoints: one task per connection
