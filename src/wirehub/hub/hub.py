@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import logging
 import os
 import ssl as _ssl
@@ -21,6 +22,7 @@ from wirehub.http.proxy import TrustedProxies
 from wirehub.http.routing import HttpHandler, Router
 from wirehub.http.static import StaticFiles, file_response
 from wirehub.hub.api import EMIT_PATH, emit_route
+from wirehub.hub.asgi import AsgiApp, Receive, Scope, Send
 from wirehub.hub.handlers import HandlerSpec
 from wirehub.hub.lifecycle import Lifecycle
 from wirehub.hub.node import EmitAuthorizer, Node
@@ -32,6 +34,7 @@ from wirehub.hub.websocket import PlainEndpoint, WebSocketHandler
 from wirehub.protocol import messages as wire
 from wirehub.security.admission import Gate
 from wirehub.security.auth import Admission, AuthHook, TokenAuth, authenticate_request
+from wirehub.security.cors import CorsPolicy
 from wirehub.security.origins import OriginPolicy
 from wirehub.security.ratelimit import RateLimits
 
@@ -93,7 +96,10 @@ class Hub:
     ``X-Forwarded-For`` gives ``request.client_ip``), ``api_key`` (turns on
     ``POST /api/emit`` for requests bearing ``Authorization: Bearer <api_key>``),
     ``metrics`` (serve Prometheus metrics at ``GET /metrics``: ``hub.metrics``,
-    a ``wirehub.hub.metrics.Metrics``; needs ``wirehub[metrics]``).
+    a ``wirehub.hub.metrics.Metrics``; needs ``wirehub[metrics]``),
+    ``cors_origins`` (pages on these origins may read the HTTP responses:
+    ``/wirehub.js``, routes, the HTTP API; exact origins and patterns as for
+    ``allowed_origins``; off by default, see ``wirehub.security.cors``).
     """
 
     def __init__(
@@ -112,6 +118,7 @@ class Hub:
         trusted_proxies: Iterable[str] | None = None,
         api_key: str | None = None,
         metrics: bool = False,
+        cors_origins: Iterable[str] | None = None,
     ) -> None:
         if slow_consumer not in ("close", "drop"):
             raise ConfigError(f"slow_consumer is 'close' or 'drop', not {slow_consumer!r}")
@@ -122,6 +129,7 @@ class Hub:
         self.presence = presence
         self.slow_consumer = slow_consumer
         self.trusted_proxies = TrustedProxies(trusted_proxies) if trusted_proxies else None
+        self.cors = CorsPolicy(cors_origins) if cors_origins else None
         self.router = Router()
         self.stats: collections.Counter[str] = collections.Counter()
         self._authenticate: AuthHook | None = None
@@ -144,6 +152,7 @@ class Hub:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self.lifecycle = Lifecycle()
+        self.asgi = AsgiApp(self)
         if events_path is not None:
             self.router.add_websocket(events_path, _EventEndpoint(self))
         for name in ("wirehub.js", "wirehub.d.ts"):  # the browser client, from the package
@@ -381,6 +390,19 @@ class Hub:
             await self.lifecycle.shutdown()
             self._loop = None
             await self.broker.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The hub as an ASGI 3 application: ``uvicorn app:hub``, ``app.mount("/rt", hub)``.
+
+        HTTP routes, WebSocket endpoints and lifespan, as ``wirehub.hub.asgi``
+        says; docs/frameworks.md shows FastAPI, Starlette and Django.
+        """
+        await self.asgi(scope, receive, send)
+
+    def lifespan(self, app: object = None) -> contextlib.AbstractAsyncContextManager[None]:
+        """The hub's startup and shutdown, for a framework that runs the ASGI lifespan
+        itself: ``FastAPI(lifespan=hub.lifespan)`` (a mounted app's own lifespan never runs)."""
+        return self.asgi.lifespan(app)
 
     runner: ClassVar[Runner | None] = None
     """What ``run`` calls: ``runner(hub, host, port, ssl=..., shutdown_code=...)``.

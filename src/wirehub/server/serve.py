@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import signal
 import socket
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from wirehub.http.messages import Request, Response
 from wirehub.http.routing import Router
+from wirehub.hub.responder import respond
 
 if TYPE_CHECKING:
     from wirehub.hub.hub import Hub
@@ -103,42 +103,9 @@ class Server:
 
     def http_response(self, request: Request) -> Response | Awaitable[Response]:
         """Answer a plain HTTP request (not an upgrade)."""
-        router = self.router
-        route = router.http.get(request.path)
-        if route is not None:
-            if request.method not in route.methods and not (
-                request.method == "HEAD" and "GET" in route.methods
-            ):
-                return _method_not_allowed(route.methods)
-            try:
-                result = route.handler(request)
-            except Exception:
-                logger.exception("HTTP handler for %s %s failed", request.method, request.path)
-                return Response.error(500)
-            if inspect.isawaitable(result) or isinstance(result, Response):
-                return result
-            logger.error(
-                "HTTP handler for %s %s returned %s, not a Response",
-                request.method,
-                request.path,
-                type(result).__name__,
-            )
-            return Response.error(500)
-        if request.path == "/healthz":
-            return Response.json(self.health())
-        if request.method in ("GET", "HEAD"):
-            response = router.static_response(request)
-            if response is not None:
-                return response
-        elif router.static_response(request) is not None:
-            return _method_not_allowed(frozenset({"GET", "HEAD"}))
-        if request.path in router.websocket:
-            response = Response.error(426, "this is a WebSocket endpoint")
-            response.headers.append(("Upgrade", "websocket"))
-            return response
-        return Response.error(404)
+        return respond(self.router, request, health=self.health, cors=self.hub.cors)
 
-    def health(self) -> dict[str, object]:
+    def health(self) -> dict[str, Any]:
         report = self.hub.health()
         websockets = sum(1 for c in self.connections if c.ws is not None)
         report.update(
@@ -214,12 +181,6 @@ class Server:
         for server in self._servers:
             await server.wait_closed()
         await self.hub.stop()
-
-
-def _method_not_allowed(methods: frozenset[str]) -> Response:
-    response = Response.error(405)
-    response.headers.append(("Allow", ", ".join(sorted(methods))))
-    return response
 
 
 @contextlib.asynccontextmanager
