@@ -1,0 +1,69 @@
+"""Real ASGI servers in their own processes: ``uvicorn APP`` on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from tests.services import free_port, wait_listening
+
+ROOT = Path(__file__).resolve().parents[2]
+STOP = 10.0  # seconds a stopping server gets before it is killed (a failure in itself)
+
+
+@dataclasses.dataclass
+class Host:
+    """A running ASGI server process."""
+
+    process: asyncio.subprocess.Process
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    async def stop(self) -> tuple[int, str]:
+        """SIGTERM, then wait: the exit status and everything the server wrote to stderr."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = await asyncio.wait_for(self.process.communicate(), STOP)
+        except TimeoutError:
+            self.process.kill()
+            _, stderr = await self.process.communicate()
+        return self.process.returncode or 0, stderr.decode(errors="replace")
+
+
+@contextlib.asynccontextmanager
+async def uvicorn(app: str, *options: str) -> AsyncIterator[Host]:
+    """Run ``python -m uvicorn app`` from the repository root until the block ends."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--port",
+        str(port),
+        "--no-access-log",  # stderr is read only at the end: keep it short
+        *options,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    host = Host(process, port)
+    try:
+        await asyncio.to_thread(wait_listening, port, None)
+        yield host
+    finally:
+        if process.returncode is None:
+            _, stderr = await host.stop()
+            sys.stderr.write(stderr)  # shown when the test fails

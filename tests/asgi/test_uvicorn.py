@@ -1,0 +1,85 @@
+"""``uvicorn app:hub``: the hub as the whole ASGI application, with a real uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+import wirehub
+from tests.asgi.hosts import uvicorn
+from tests.conftest import UNIT, connect, http
+
+APP = "tests.asgi.apps:hub"
+
+
+async def test_lifespan_runs_hooks_and_background_task() -> None:
+    """Lifespan startup runs the hooks; the background task delivers; SIGTERM runs shutdown."""
+    async with uvicorn(APP) as host:
+        async with wirehub.connect(host.ws("/ws")) as client:
+            ticks: asyncio.Queue[int] = asyncio.Queue()
+            client.on("tick", ticks.put_nowait)
+            await client.join("ticks")
+            first = await asyncio.wait_for(ticks.get(), UNIT)
+            assert await asyncio.wait_for(ticks.get(), UNIT) == first + 1
+            assert await client.call("whoami") == "anyone"
+        _, stderr = await host.stop()
+    assert "test app: startup hooks ran" in stderr
+    assert "test app: shutdown hooks ran" in stderr
+    assert "Traceback" not in stderr
+
+
+async def test_plain_endpoint_and_limits() -> None:
+    """A plain endpoint echoes text and binary; a message over max_message_size closes 1009."""
+    async with uvicorn(APP) as host, connect(host.ws("/echo")) as ws:
+        await ws.send("text")
+        assert await asyncio.wait_for(ws.recv(), UNIT) == "text"
+        await ws.send(b"\x00\xff")
+        assert await asyncio.wait_for(ws.recv(), UNIT) == b"\x00\xff"
+        await ws.send("x" * 2000)
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), UNIT)
+        assert ws.close_code == 1009
+
+
+async def test_authentication_refuses_with_its_status() -> None:
+    """An authenticate hook's Reject(401) is the handshake's HTTP answer, as natively."""
+    async with uvicorn(APP) as host:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(host.ws("/echo?token=bad")):
+                pass
+        assert refused.value.response.status_code == 401
+
+
+async def test_http_api_and_cors() -> None:
+    """POST /api/emit reaches a client; an allowed origin gets CORS headers and a preflight."""
+    async with uvicorn(APP) as host, wirehub.connect(host.ws("/ws")) as client:
+        got: asyncio.Queue[str] = asyncio.Queue()
+        client.on("news", got.put_nowait)
+        await client.join("lobby")
+        body = json.dumps({"event": "news", "data": "via api", "room": "lobby"}).encode()
+        response = await http(
+            host.port,
+            b"POST /api/emit HTTP/1.1\r\nHost: x\r\nOrigin: http://page.example\r\n"
+            b"Authorization: Bearer secret-key\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body),
+        )
+        assert response.status == 200
+        assert response.headers["access-control-allow-origin"] == "http://page.example"
+        assert await asyncio.wait_for(got.get(), UNIT) == "via api"
+        preflight = await http(
+            host.port,
+            b"OPTIONS /api/emit HTTP/1.1\r\nHost: x\r\nOrigin: http://page.example\r\n"
+            b"Access-Control-Request-Method: POST\r\n"
+            b"Access-Control-Request-Headers: authorization, content-type\r\n\r\n",
+        )
+        assert preflight.status == 204
+        assert preflight.headers["access-control-allow-methods"] == "POST"
+        assert preflight.headers["access-control-allow-headers"] == "authorization, content-type"
+        other = await http(
+            host.port, b"GET /hello HTTP/1.1\r\nHost: x\r\nOrigin: http://other.example\r\n\r\n"
+        )
+        assert other.body == b"hello from /hello"
+        assert "access-control-allow-origin" not in other.headers
