@@ -40,7 +40,7 @@ async def post_news(item: dict[str, Any]) -> dict[str, Any]:
 
 
 PAGE = """<!doctype html>
-<meta charset="utf-8"><title>FastAPI + wirehub</title>
+<meta charset="utf-8"><title>FastAPI + wirehub</title><link rel="icon" href="data:,">
 <h1>News</h1><p id="status">connecting…</p><ul id="news"></ul>
 <script type="module">
   import { connect } from "/rt/wirehub.js";

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import signal
 import sys
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -67,3 +69,19 @@ async def uvicorn(app: str, *options: str) -> AsyncIterator[Host]:
         if process.returncode is None:
             _, stderr = await host.stop()
             sys.stderr.write(stderr)  # shown when the test fails
+
+
+async def post_json(url: str, data: object) -> tuple[int, object]:
+    """POST ``data`` as JSON with the standard library's HTTP client (chunked answers too)."""
+
+    def post() -> tuple[int, object]:
+        request = urllib.request.Request(
+            url, json.dumps(data).encode(), {"Content-Type": "application/json"}
+        )
+        with _OPENER.open(request, timeout=STOP) as response:
+            return response.status, json.loads(response.read())
+
+    return await asyncio.to_thread(post)
+
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy from the env
