@@ -347,16 +347,17 @@ async def test_a_tokenless_client_is_told_at_once_that_a_token_is_missing(in_mes
     refused, it answers the handshake 401.)"""
     hub = Hub()
     hub.authenticate(JWTAuth("s" * 32, allow_message=in_message))
+    hint = "this client sent no token: if the server requires one, pass token= or get_token="
     async with serve(hub) as served:
         client = Client(served.ws("/ws"))
-        error = ConnectionClosed if in_message else HandshakeError
-        with pytest.raises(error) as raised:
-            await asyncio.wait_for(client.connect(), UNIT)
-    hint = "this client sent no token: if the server requires one, pass token= or get_token="
-    if in_message:
-        assert raised.value.code == 4001 and raised.value.__notes__ == [hint]
-    else:
-        assert raised.value.status == 401 and hint in str(raised.value)
+        if in_message:
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(client.connect(), UNIT)
+            assert closed.value.code == 4001 and closed.value.__notes__ == [hint]
+        else:
+            with pytest.raises(HandshakeError) as refused:
+                await asyncio.wait_for(client.connect(), UNIT)
+            assert refused.value.status == 401 and hint in str(refused.value)
 
 
 def test_a_handler_that_needs_more_arguments_is_refused_when_registered() -> None:

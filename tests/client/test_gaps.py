@@ -210,8 +210,7 @@ async def test_events_sent_before_the_welcome_are_handled_after_it() -> None:
     async def early(ws: Any) -> None:
         await ws.send('{"type":"event","event":"said","data":"early"}')
         await ws.send('{"type":"presence","room":"news","joined":{"id":"x","info":{}}}')
-        welcome = {"v": 1, "peer": "p", "ping_interval": None, "limits": {}, "rooms": {}}
-        await ws.send(wire.encode(wire.Welcome(**welcome)).decode())
+        await ws.send(wire.encode(wire.Welcome(1, "p", None, {}, {})).decode())
         await ws.wait_closed()
 
     async with websockets.asyncio.server.serve(early, "127.0.0.1", 0) as server:

@@ -54,6 +54,7 @@ function start(name) {
   hub.on("reconnect", onReconnect);
   hub.on("error", (error) => note(active, `Error: ${error.message}`, "warn"));
   hub.on("presence", onPresence);
+  hub.on("gap", onGap);
   hub.on("message", onMessage);
   hub.on("typing", onTyping);
 
@@ -183,23 +184,35 @@ function onPresence({ room: name, joined, left }) {
   refreshRoomsSoon(); // member counts changed
 }
 
-function onReconnect({ acks, gaps }) {
+function onReconnect({ acks }) {
   for (const [name, ack] of Object.entries(acks)) setMembers(room(name), ack.members);
-  for (const name of gaps) {
-    // The server could not replay what we missed: reload the room's history.
-    const r = room(name);
-    r.messages = r.messages.filter((m) => m.state === "pending" || m.state === "failed");
-    r.loading = true;
-    hub.join(name, { history: HISTORY })
-      .then((ack) => setMembers(r, ack.members))
-      .catch(() => {})
-      .finally(() => {
-        r.loading = false;
-        note(name, "Reconnected: reloaded the last messages");
-      });
-  }
   renderStatus();
   render();
+}
+
+function onGap({ room: name }) {
+  // Messages of this room may never arrive (the server could not replay
+  // them): say so where they are missing, keep what is shown, and let the
+  // user reload the room's last messages.
+  const r = rooms.get(name);
+  if (!r || !r.joined || r.messages.at(-1)?.kind === "gap") return;
+  r.messages.push({ kind: "gap" });
+  render();
+}
+
+async function reload(name) {
+  const r = room(name);
+  r.messages = r.messages.filter((m) => m.state === "pending" || m.state === "failed");
+  r.loading = true;
+  render();
+  try {
+    setMembers(r, (await hub.join(name, { history: HISTORY })).members);
+  } catch (error) {
+    note(name, `Could not reload: ${error.message}`, "warn");
+  } finally {
+    r.loading = false;
+    render();
+  }
 }
 
 // -- sending ---------------------------------------------------------------------
@@ -310,8 +323,8 @@ function renderMessages(scroll) {
   const items = [];
   let previous = null;
   for (const m of r.messages) {
-    if (m.kind === "note") {
-      items.push(el("li", `note ${m.tone || ""}`, m.text));
+    if (m.kind === "note" || m.kind === "gap") {
+      items.push(m.kind === "gap" ? gapItem(r.name) : el("li", `note ${m.tone || ""}`, m.text));
       previous = null;
       continue;
     }
@@ -325,6 +338,15 @@ function renderMessages(scroll) {
   box.replaceChildren(...items);
   if (scroll || atBottom) box.scrollTop = box.scrollHeight;
   $("room-name").textContent = `#${r.name}`;
+}
+
+function gapItem(name) {
+  const li = el("li", "note warn gap", "Some messages may be missing — ");
+  const button = el("button", "link", "reload");
+  button.type = "button";
+  button.onclick = () => reload(name);
+  li.append(button);
+  return li;
 }
 
 function messageItem(m, first) {

@@ -204,8 +204,8 @@ class Streams(Generic[T]):
         continues = Position(ack.epoch, start)
         out: list[T | Gap] = []
         if continues != last:
-            reason = "epoch" if cause != "recovery" and ack.epoch != last.epoch else cause
-            out.append(Gap(room, reason or "jump", last, continues))
+            reason = "jump" if ack.epoch == last.epoch else "epoch"
+            out.append(Gap(room, "recovery" if cause == "recovery" else reason, last, continues))
         out += [offsets[n] for n in range(start + 1, ack.offset + 1)]
         return out
 

@@ -163,7 +163,7 @@ export interface Welcome {
   ping_interval: number | null;
   limits: Limits;
   /** Rooms the server joined this peer to before the welcome, with their positions. */
-  rooms?: Record<string, { epoch: string; offset: number }>;
+  rooms?: Record<string, Position>;
 }
 
 export interface Member {
@@ -212,6 +212,25 @@ export interface Reconnected {
   acks: Record<string, JoinAck>;
 }
 
+/** A room position: offsets count up by one within an epoch. */
+export interface Position {
+  epoch: string;
+  offset: number;
+}
+
+/** Events of `room` after `last` up to and including `position` may never arrive. */
+export interface Gap {
+  room: string;
+  /** "recovery" (re-join after a reconnection), "jump" (offsets skipped), "epoch", "server" (a gap notice). */
+  reason: "recovery" | "jump" | "epoch" | "server";
+  /** The last position processed, or null. */
+  last: Position | null;
+  /** Where the stream goes on (the next event follows it); null when the room could not be re-joined. */
+  position: Position | null;
+  /** More text: the server's reason for a "server" gap. */
+  detail: string;
+}
+
 export interface LifecycleEvents {
   connect: (welcome: Welcome) => void;
   disconnect: (info: Disconnected) => void;
@@ -219,6 +238,8 @@ export interface LifecycleEvents {
   reconnect: (info: Reconnected) => void;
   error: (error: WirehubError) => void;
   presence: (change: PresenceChange) => void;
+  /** Reported before any later event of that room. */
+  gap: (gap: Gap) => void;
 }
 
 /** Event data as received: JSON, or a Uint8Array for a binary event. */

@@ -9,8 +9,9 @@
 // A zero-dependency ES module. The wire format is docs/PROTOCOL.md; the API
 // mirrors the Python client (wirehub.Client); docs/browser.md is the guide.
 // It reconnects with backoff when the close code allows it, re-joins rooms
-// with recovery (missed events are replayed, duplicates dropped), queues
-// emits made while disconnected and flushes them after the welcome.
+// with recovery, checks that room offsets run on by one (a hole is filled
+// by a re-join, or reported to "gap"), queues emits made while
+// disconnected and flushes them after the welcome.
 
 const PROTOCOL_VERSION = 1;
 
@@ -73,7 +74,7 @@ function shouldReconnect(code) {
 
 // Names of the client's own callbacks: server events with these names are not delivered.
 const LIFECYCLE = new Set([
-  "connect", "disconnect", "reconnecting", "reconnect", "error", "presence",
+  "connect", "disconnect", "reconnecting", "reconnect", "error", "presence", "gap",
 ]);
 
 // -- Errors ---------------------------------------------------------------
@@ -224,8 +225,9 @@ class Client {
     this._pending = new Map(); // request id → request awaiting its answer
     this._queue = []; // what waits for the next welcome: [frame] or a request
     this._rooms = new Set(); // joined rooms, re-joined after a reconnect
-    this._positions = new Map(); // room → { epoch, offset } last delivered
-    this._held = new Map(); // room → events held while its join is in flight
+    this._positions = new Map(); // room → { epoch, offset } last processed
+    this._held = new Map(); // room → { entries, cause }: held while a join is in flight
+    this._early = []; // messages a server sent before its welcome (it should not)
     this._attempt = 0;
     this._timers = {};
     this._closing = false;
@@ -248,7 +250,7 @@ class Client {
   /**
    * Call `handler` for server event `event` with `(data, meta)`, or for a
    * lifecycle callback: "connect", "disconnect", "reconnecting",
-   * "reconnect", "error", "presence". Returns a function that unregisters it.
+   * "reconnect", "error", "presence", "gap". Returns a function that unregisters it.
    */
   on(event, handler) {
     if (typeof handler !== "function") throw new TypeError("a handler must be a function");
@@ -321,6 +323,7 @@ class Client {
   async leave(room, { timeout = this.callTimeout } = {}) {
     this._rooms.delete(room);
     this._positions.delete(room);
+    this._held.delete(room);
     await this._request(`leave "${room}"`, { type: "leave", room }, undefined, timeout);
   }
 
@@ -358,9 +361,9 @@ class Client {
 
   // -- requests --------------------------------------------------------------
 
-  _request(what, message, data, timeout, room = null) {
+  _request(what, message, data, timeout, room = null, cause = null) {
     return new Promise((resolve, reject) => {
-      const request = { what, message, data, room, resolve, reject, id: 0, timer: null };
+      const request = { what, message, data, room, cause, resolve, reject, id: 0, timer: null };
       if (timeout != null) {
         request.timer = setTimeout(() => this._expire(request, timeout), timeout);
       }
@@ -396,7 +399,11 @@ class Client {
     this._checkSize(frame);
     item.id = id;
     this._pending.set(id, item);
-    if (item.room !== null) this._held.set(item.room, this._held.get(item.room) || []);
+    if (item.room !== null) {
+      const held = this._held.get(item.room) || { entries: [], cause: null };
+      held.cause = held.cause || item.cause;
+      this._held.set(item.room, held);
+    }
     this._ws.send(frame);
   }
 
@@ -425,8 +432,8 @@ class Client {
     clearTimeout(request.timer);
     if (request.id) this._pending.delete(request.id);
     if (request.room !== null && request.id) {
-      const ok = !error && data && typeof data.epoch === "string";
-      this._release(request.room, ok ? data : null);
+      if (!error && data && typeof data.epoch === "string") this._joined(request.room, data);
+      else this._release(request.room, false);
     }
     if (error) request.reject(error);
     else request.resolve(data);
@@ -450,6 +457,11 @@ class Client {
       return;
     }
     const data = payload !== undefined ? payload : (message.data ?? null);
+    if (this.state !== "open" && message.type !== "welcome") this._early.push([message, data]);
+    else this._handle(message, data);
+  }
+
+  _handle(message, data) {
     switch (message.type) {
       case "welcome":
         return this._welcomed(message);
@@ -463,6 +475,8 @@ class Client {
         return this._fire("presence", { room: message.room, joined: message.joined || null, left: message.left || null });
       case "refresh":
         return this._refreshToken(message.expires_in);
+      case "gap":
+        return this._arrive(message.room, { pos: { epoch: message.epoch, offset: message.offset }, notice: message.reason || "" });
       default:
         return undefined; // PROTOCOL.md §11: ignore message types we do not know
     }
@@ -485,11 +499,8 @@ class Client {
   _event(message, data) {
     const { event, room = null, epoch = null, offset = null } = message;
     const meta = { event, room, epoch, offset };
-    if (room !== null && this._held.has(room)) {
-      this._held.get(room).push([meta, data]); // a join is in flight: sorted at its ack
-    } else if (room === null || this._advance(room, epoch, offset)) {
-      this._deliver(meta, data);
-    }
+    if (room === null || epoch === null || offset === null) this._deliver(meta, data);
+    else this._arrive(room, { pos: { epoch, offset }, meta, data });
   }
 
   _deliver(meta, data) {
@@ -500,29 +511,87 @@ class Client {
     this._fire(meta.event, data, meta);
   }
 
-  /** Record a room event's position; false when it was already delivered (PROTOCOL.md §7). */
-  _advance(room, epoch, offset) {
-    if (epoch === null || offset === null) return true;
-    const last = this._positions.get(room);
-    if (last && last.epoch === epoch && offset <= last.offset) return false;
-    this._positions.set(room, { epoch, offset });
-    return true;
+  // -- room streams (PROTOCOL.md §7) ---------------------------------------------
+  // Entries are room events {pos, meta, data} or server gap notices {pos, notice}.
+
+  _arrive(room, entry) {
+    const held = this._held.get(room);
+    if (held) held.entries.push(entry); // a join is in flight: sorted at its ack
+    else this._walk(room, [entry], true);
   }
 
-  /** A join of `room` was answered: deliver its held events in offset order, without duplicates. */
-  _release(room, ack) {
-    const held = this._held.get(room) || [];
-    this._held.delete(room);
-    if (ack) held.sort((a, b) => (a[0].offset ?? -1) - (b[0].offset ?? -1));
-    for (const [meta, data] of held) {
-      if (this._advance(room, meta.epoch, meta.offset)) this._deliver(meta, data);
+  /** Process entries in order; at a hole: re-join (recover true), report (false) or stop (null). */
+  _walk(room, entries, recover) {
+    for (let i = 0; i < entries.length; i++) {
+      const { pos, meta, data, notice } = entries[i];
+      const last = this._positions.get(room) || null;
+      if (last && !after(last, pos)) continue; // a duplicate, or a notice we are past
+      if (meta && last && !(last.epoch === pos.epoch && pos.offset === last.offset + 1)) {
+        const reason = last.epoch === pos.epoch ? "jump" : "epoch";
+        if (recover === null) return;
+        if (recover) {
+          this._held.set(room, { entries: entries.slice(i), cause: reason });
+          const message = { type: "join", room, since: last };
+          this._request(`join "${room}"`, message, undefined, this.callTimeout, room).catch(() => {});
+          return;
+        }
+        this._gap(room, reason, last, { epoch: pos.epoch, offset: pos.offset - 1 });
+      }
+      this._positions.set(room, pos);
+      if (meta) this._deliver(meta, data);
+      else this._gap(room, "server", last, pos, notice);
     }
-    if (ack) {
-      const last = this._positions.get(room);
-      if (!last || last.epoch !== ack.epoch || last.offset < ack.offset) {
-        this._positions.set(room, { epoch: ack.epoch, offset: ack.offset });
+  }
+
+  _gap(room, reason, last, position, detail = "") {
+    this._fire("gap", { room, reason, last, position, detail });
+  }
+
+  /** A join of `room` was acknowledged: deliver its held events, after a gap if some are missing. */
+  _joined(room, ack) {
+    const { entries, cause } = this._held.get(room) || { entries: [], cause: null };
+    this._held.delete(room);
+    const last = this._positions.get(room);
+    let pos = { epoch: ack.epoch, offset: ack.offset };
+    if (!last) this._upTo(entries, 0, pos); // a first join: no promise before the ack
+    else if (ack.recovered) this._upTo(entries, last.epoch === pos.epoch ? last.offset : 0, pos);
+    else if (ack.recovered == null && !cause) pos = last; // joined again: the stream goes on
+    else this._rebase(room, entries, last, pos, cause);
+    this._positions.set(room, pos);
+    const stale = last && last.epoch !== pos.epoch ? last.epoch : null;
+    const rest = entries.filter((e) => after(pos, e.pos) && e.pos.epoch !== stale);
+    this._walk(room, ordered(rest, pos.epoch), true);
+  }
+
+  /** Deliver the held events of the ack's epoch after offset `floor`, up to the ack's, once. */
+  _upTo(entries, floor, pos) {
+    for (const { pos: at, meta, data } of ordered(entries, pos.epoch)) {
+      if (meta && at.epoch === pos.epoch && floor < at.offset && at.offset <= pos.offset) {
+        floor = at.offset;
+        this._deliver(meta, data);
       }
     }
+  }
+
+  /** Not recovered: the gap, then the held events that lead up to the ack without a hole. */
+  _rebase(room, entries, last, ack, cause) {
+    const kept = new Map();
+    for (const e of entries) if (e.meta && e.pos.epoch === ack.epoch) kept.set(e.pos.offset, e);
+    let start = ack.offset;
+    while (start > (last.epoch === ack.epoch ? last.offset : 0) && kept.has(start)) start--;
+    if (last.epoch !== ack.epoch || last.offset !== start) {
+      const reason = cause === "recovery" ? cause : last.epoch === ack.epoch ? "jump" : "epoch";
+      this._gap(room, reason, last, { epoch: ack.epoch, offset: start });
+    }
+    for (let n = start + 1; n <= ack.offset; n++) this._deliver(kept.get(n).meta, kept.get(n).data);
+  }
+
+  /** Stop holding `room` (its join failed, or the connection dropped: `stop`). */
+  _release(room, stop) {
+    const held = this._held.get(room);
+    this._held.delete(room);
+    const last = this._positions.get(room);
+    if (held) this._walk(room, ordered(held.entries, last && last.epoch), stop ? null : false);
   }
 
   /** The server asks for a new token before the current one expires (PROTOCOL.md §13). */
@@ -605,6 +674,7 @@ class Client {
     this._startHeartbeat();
     for (const waiter of this._waiters.splice(0)) waiter.resolve(this);
     this._fire("connect", welcome);
+    for (const [message, data] of this._early.splice(0)) this._handle(message, data);
     if (restored) {
       restored.then((outcome) => outcome && this._fire("reconnect", { attempts, ...outcome }));
     }
@@ -642,11 +712,13 @@ class Client {
     const message = { type: "join", room };
     if (since) message.since = { epoch: since.epoch, offset: since.offset };
     try {
-      const ack = await this._request(`join "${room}"`, message, undefined, this.callTimeout, room);
+      const ack = await this._request(`join "${room}"`, message, undefined, this.callTimeout, room, "recovery");
       return { ack, recovered: Boolean(since && ack.recovered) };
     } catch (error) {
       if (error instanceof ConnectionClosed) return null;
       this._rooms.delete(room); // refused now: no longer a member
+      this._positions.delete(room);
+      this._gap(room, "recovery", since || null, null, `could not re-join: ${error.message}`);
       this._fire("error", error);
       return { ack: null, recovered: false };
     }
@@ -675,12 +747,14 @@ class Client {
     const policy = this.reconnectPolicy;
     const again = !this._closing && policy !== null && shouldReconnect(code) &&
       (policy.maxAttempts == null || this._attempt < policy.maxAttempts);
+    // What follows on is delivered; what is past a hole, the re-join after the reconnection recovers.
+    for (const room of [...this._held.keys()]) this._release(room, true);
+    this._early = [];
     // Sent but unanswered: it may or may not have run (PROTOCOL.md §4).
     const failed = this._closing ? "closed" : "disconnected";
     for (const request of [...this._pending.values()]) {
       this._settle(request, null, new ConnectionClosed(failed, code, reason));
     }
-    for (const room of [...this._held.keys()]) this._release(room, null);
     if (wasOpen || !again) this._fire("disconnect", { code, reason, reconnect: again });
     if (again) this._schedule();
     else this._stop();
@@ -701,6 +775,19 @@ class Client {
     for (const item of this._queue.splice(0)) if (item.reject) this._settle(item, null, error);
     for (const waiter of this._waiters.splice(0)) waiter.reject(error);
   }
+}
+
+/** Whether position `b` comes after `a`: a greater offset, or another epoch (no order known). */
+function after(a, b) {
+  return a.epoch !== b.epoch || b.offset > a.offset;
+}
+
+/** Entries of `epoch` first, then other epochs in order of arrival; by offset, a notice last. */
+function ordered(entries, epoch) {
+  const rank = new Map([[epoch, 0]]);
+  for (const e of entries) if (!rank.has(e.pos.epoch)) rank.set(e.pos.epoch, rank.size);
+  return [...entries].sort((a, b) => rank.get(a.pos.epoch) - rank.get(b.pos.epoch) ||
+    a.pos.offset - b.pos.offset || !a.meta - !b.meta);
 }
 
 /** A Client of the event endpoint at `url` (relative to the page is fine); it connects at once. */

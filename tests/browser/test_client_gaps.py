@@ -1,0 +1,182 @@
+"""wirehub.js verifies room streams in Chromium: jumps, epochs, notices, recovery gaps.
+
+The same gap sources as tests/client/test_gaps.py, on the same real paths (a
+broker losing live deliveries, a broker evicting a room's stream, a
+reconnection whose missed events are gone, a ``gap`` notice the hub sends),
+each checked for order: the gap is reported before any later event.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from playwright.async_api import Page
+
+from tests.browser.conftest import BROWSER, Pages, Site
+from tests.browser.test_client_api import PAGE, open_page
+from tests.client.test_gaps import LossyBroker
+from wirehub import Hub, MemoryBroker, Peer, Response, WebSocket
+from wirehub.protocol import messages as wire
+
+pytestmark = BROWSER
+
+Serve = Callable[[Hub], Awaitable[Site]]
+
+
+def room_hub(broker: MemoryBroker) -> Hub:
+    """A hub with the test page, a ``notice`` event (the hub sends a gap notice) and ``shout``."""
+    hub = Hub(broker=broker)
+    hub.add_route("/", lambda request: Response.text(PAGE, content_type="text/html"))
+
+    @hub.on("notice")
+    async def notice(peer: Peer, data: dict[str, Any]) -> None:
+        gap = wire.Gap(data["room"], data["epoch"], data["offset"], "test notice")
+        peer.send(wire.encode(gap), True)
+
+    @hub.on("shout")
+    async def shout(peer: Peer, text: str) -> None:
+        await hub.to("news").emit("said", text, exclude=peer)
+
+    return hub
+
+
+async def joined(pages: Pages, site: Site) -> tuple[Page, str]:
+    """A page whose client joined ``news`` and logs ``said`` events and gaps, in order."""
+    page = await open_page(pages, site)
+    epoch = await page.evaluate(
+        """async () => {
+          window.log = [];
+          const reconnect = { initialDelay: 20, jitter: 0 };
+          const hub = window.hub = wirehub.connect("/ws", { reconnect });
+          hub.on("said", (data) => log.push(["said", data]));
+          hub.on("gap", (gap) => log.push(["gap", gap]));
+          return (await hub.join("news")).epoch;
+        }"""
+    )
+    return page, epoch
+
+
+async def logged(page: Page, count: int) -> list[Any]:
+    """The page's log once it has ``count`` entries (after a ping: nothing more is on its way)."""
+    await page.wait_for_function(f"log.length >= {count}")
+    await page.evaluate("() => hub.ping()")
+    result: list[Any] = await page.evaluate("() => log")
+    return result
+
+
+def gap(reason: str, last: tuple[str, int] | None, position: tuple[str, int] | None) -> Any:
+    def at(where: tuple[str, int] | None) -> Any:
+        return None if where is None else {"epoch": where[0], "offset": where[1]}
+
+    return ["gap", {"room": "news", "reason": reason, "last": at(last), "position": at(position),
+                    "detail": ""}]  # fmt: skip
+
+
+async def test_jumps_are_filled_or_reported_before_later_events(
+    pages: Pages, serve_hub: Serve
+) -> None:
+    """Lost live events still kept are replayed in order; those no longer kept are a gap."""
+    broker = LossyBroker(history_size=3)
+    site = await serve_hub(room_hub(broker))
+    page, epoch = await joined(pages, site)
+    await site.emit("said", 1, room="news")
+    broker.lose = 2
+    for n in (2, 3, 4):
+        await site.emit("said", n, room="news")  # 2 and 3 are lost, then replayed
+    assert await logged(page, 4) == [["said", n] for n in (1, 2, 3, 4)]
+    broker.lose = 4
+    for n in (5, 6, 7, 8, 9):
+        await site.emit("said", n, room="news")  # 5 to 8 lost; history keeps 7, 8, 9
+    await site.emit("said", 10, room="news")
+    assert (await logged(page, 7))[4:] == [
+        gap("jump", (epoch, 4), (epoch, 8)),
+        ["said", 9],
+        ["said", 10],
+    ]
+
+
+async def test_an_epoch_change_is_a_gap_then_the_new_epoch(pages: Pages, serve_hub: Serve) -> None:
+    """The room's stream was evicted (a new epoch): an ``epoch`` gap, then its first event."""
+    site = await serve_hub(room_hub(MemoryBroker(max_streams=1)))
+    page, epoch = await joined(pages, site)
+    await site.emit("said", "old", room="news")
+    await site.emit("said", "evicts the news stream", room="elsewhere")
+    await site.emit("said", "new", room="news")
+    log = await logged(page, 3)
+    new = log[1][1]["position"]["epoch"]
+    assert new != epoch
+    assert log == [["said", "old"], gap("epoch", (epoch, 1), (new, 0)), ["said", "new"]]
+
+
+async def test_a_server_notice_and_an_excluded_event(pages: Pages, serve_hub: Serve) -> None:
+    """A ``gap`` notice is a ``server`` gap where it arrives; an event excluding us is none."""
+    site = await serve_hub(room_hub(MemoryBroker()))
+    page, epoch = await joined(pages, site)
+    await page.evaluate("() => hub.call('shout', 'mine')")  # offset 1, not for this client
+    await site.emit("said", 2, room="news")
+    assert await logged(page, 1) == [["said", 2]]
+    notice = {"room": "news", "epoch": epoch, "offset": 4}
+    await page.evaluate(f"() => hub.call('notice', {json.dumps(notice)})")
+    for n in (3, 4, 5):  # 3 and 4 are covered by the notice
+        await site.emit("said", n, room="news")
+    expected = gap("server", (epoch, 2), (epoch, 4))
+    expected[1]["detail"] = "test notice"
+    assert (await logged(page, 3))[1:] == [expected, ["said", 5]]
+
+
+async def test_a_reconnection_that_cannot_recover_is_a_gap(pages: Pages, serve_hub: Serve) -> None:
+    """History gone while the page was away: a ``recovery`` gap before the next event."""
+    hub = room_hub(MemoryBroker(history_size=2))
+    site = await serve_hub(hub)
+    page, epoch = await joined(pages, site)
+    await page.evaluate("() => { window.back = new Promise((r) => hub.on('reconnect', r)); }")
+    await site.stop()
+    for n in range(5):
+        await hub.to("news").emit("said", n)
+    await site.start()
+    reconnected = await page.evaluate("() => back")
+    assert reconnected["gaps"] == ["news"]
+    await site.emit("said", "live", room="news")
+    assert await logged(page, 2) == [gap("recovery", (epoch, 0), (epoch, 5)), ["said", "live"]]
+
+
+def early_hub() -> Hub:
+    """A hand-written server that sends an event and a presence before its ``welcome``."""
+    hub = Hub(events_path=None)
+    hub.add_route("/", lambda request: Response.text(PAGE, content_type="text/html"))
+
+    @hub.websocket("/early")
+    async def early(ws: WebSocket) -> None:
+        await ws.send(json.dumps({"type": "event", "event": "said", "data": "early"}))
+        await ws.send(json.dumps({"type": "presence", "room": "news", "joined": {"id": "x"}}))
+        limits = {"max_message_size": None, "max_rooms": None, "max_pending": None}
+        welcome = {"type": "welcome", "v": 1, "peer": "p", "ping_interval": None}
+        await ws.send(json.dumps(welcome | {"limits": limits, "rooms": {}}))
+        async for _ in ws:
+            pass
+
+    return hub
+
+
+async def test_messages_before_the_welcome_are_handled_after_it(
+    pages: Pages, serve_hub: Serve
+) -> None:
+    """A server that emits before ``welcome`` (the emit-in-connect case): nothing is lost."""
+    site = await serve_hub(early_hub())
+    page = await open_page(pages, site)
+    seen = await page.evaluate(
+        """async () => {
+          const seen = [];
+          const hub = wirehub.connect("/early", { heartbeat: null });
+          hub.on("connect", () => seen.push("connect"));
+          hub.on("said", (data) => seen.push(data));
+          hub.on("presence", (change) => seen.push(change.room));
+          await hub.ready();
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          await hub.close();
+          return seen;
+        }"""
+    )
+    assert seen == ["connect", "early", "news"]
