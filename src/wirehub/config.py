@@ -65,3 +65,11 @@ class Timeouts:
     """How long to wait for the client's close frame before dropping TCP."""
     shutdown: float = 10.0
     """Graceful shutdown: how long clients get to close before they are cut off."""
+    poll: float = 25.0
+    """HTTP fallback: how long a long-poll waits for records, and how long a stream lasts."""
+    session: float = 20.0
+    """HTTP fallback: a session with no request in flight for this long is closed
+    (its client is gone), and a closed one is forgotten after this long."""
+    relay: float = 2.0
+    """HTTP fallback: how long a node waits for the node owning a session to answer
+    a relayed request, through the broker, before telling the client it is gone (410)."""

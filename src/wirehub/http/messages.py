@@ -7,6 +7,7 @@ import email.utils
 import functools
 import http
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -70,12 +71,19 @@ class Request:
 
 @dataclasses.dataclass(eq=False)
 class Response:
-    """An HTTP response. ``headers`` are extra fields; framing ones are added on write."""
+    """An HTTP response. ``headers`` are extra fields; framing ones are added on write.
+
+    With ``stream`` (an async iterator of bytes) the body is that iterator's
+    chunks, written as they come with chunked transfer coding (RFC 9112
+    §7.1), and ``body`` is ignored: server-sent streams such as the HTTP
+    fallback's.
+    """
 
     status: int = 200
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
     headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    stream: AsyncIterator[bytes] | None = dataclasses.field(default=None, repr=False)
 
     @classmethod
     def text(cls, text: str, status: int = 200, **kwargs: Any) -> Response:
@@ -100,11 +108,16 @@ class Response:
             "Server: wirehub",
         ]
         # 204 and 304 carry no body, and no framing or type for one (RFC 9110 §8.6, §15.4.5).
-        if self.status not in (204, 304):
+        if self.stream is not None:
+            lines.append("Transfer-Encoding: chunked")
+            lines.append(f"Content-Type: {self.content_type}")
+        elif self.status not in (204, 304):
             lines.append(f"Content-Length: {len(self.body)}")
             lines.append(f"Content-Type: {self.content_type}")
         lines.extend(f"{name}: {value}" for name, value in self.headers)
         if not keep_alive:
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        return head if head_only or self.status in (204, 304) else head + self.body
+        if head_only or self.status in (204, 304) or self.stream is not None:
+            return head
+        return head + self.body

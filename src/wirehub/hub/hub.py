@@ -23,6 +23,7 @@ from wirehub.http.routing import HttpHandler, Router
 from wirehub.http.static import StaticFiles, file_response
 from wirehub.hub.api import EMIT_PATH, emit_route
 from wirehub.hub.asgi import AsgiApp, Receive, Scope, Send
+from wirehub.hub.fallback import Fallback
 from wirehub.hub.handlers import HandlerSpec
 from wirehub.hub.lifecycle import Lifecycle
 from wirehub.hub.node import EmitAuthorizer, Node
@@ -99,7 +100,10 @@ class Hub:
     a ``wirehub.hub.metrics.Metrics``; needs ``wirehub[metrics]``),
     ``cors_origins`` (pages on these origins may read the HTTP responses:
     ``/wirehub.js``, routes, the HTTP API; exact origins and patterns as for
-    ``allowed_origins``; off by default, see ``wirehub.security.cors``).
+    ``allowed_origins``; off by default, see ``wirehub.security.cors``),
+    ``fallback`` (serve the event endpoint over plain HTTP too, for browsers
+    whose WebSocket fails: ``/ws/open``, ``/ws/poll``, ``/ws/send``; see
+    docs/browser.md).
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class Hub:
         api_key: str | None = None,
         metrics: bool = False,
         cors_origins: Iterable[str] | None = None,
+        fallback: bool = True,
     ) -> None:
         if slow_consumer not in ("close", "drop"):
             raise ConfigError(f"slow_consumer is 'close' or 'drop', not {slow_consumer!r}")
@@ -153,8 +158,12 @@ class Hub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.lifecycle = Lifecycle()
         self.asgi = AsgiApp(self)
+        self.fallback: Fallback | None = None
         if events_path is not None:
-            self.router.add_websocket(events_path, _EventEndpoint(self))
+            endpoint = _EventEndpoint(self)
+            self.router.add_websocket(events_path, endpoint)
+            if fallback:
+                self.fallback = Fallback(self.node, self.router, self.gate, endpoint, events_path)
         for name in ("wirehub.js", "wirehub.d.ts"):  # the browser client, from the package
             self.router.add_http(f"/{name}", {"GET"}, _package_file(STATIC / name))
         if api_key is not None:
@@ -377,6 +386,8 @@ class Hub:
             self._loop = asyncio.get_running_loop()
             await self.broker.start(self.node)
             try:
+                if self.fallback is not None:
+                    await self.fallback.start()
                 await self.lifecycle.startup()
             except BaseException:
                 self._loop = None

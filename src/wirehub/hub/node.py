@@ -71,6 +71,9 @@ class Node:
             limits=limits, stats=stats, compression=compression, slow_consumer=slow_consumer
         )
         self.rooms = Rooms(self, self.fanout, limits=limits, presence=presence, stats=stats)
+        self.channels: dict[str, Callable[[Publication], None]] = {}
+        """Internal broker channels: rooms no client can join (a control character in
+        the name) whose publications go to a callback, not to peers (hub/relay.py)."""
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- what a peer asks -----------------------------------------------------------
@@ -143,7 +146,11 @@ class Node:
     def deliver(self, publication: Publication) -> None:
         """Deliver a publication to this node's peers (``BrokerListener``)."""
         if publication.room is not None:
-            self.rooms.deliver(publication)
+            channel = self.channels.get(publication.room)
+            if channel is None:
+                self.rooms.deliver(publication)
+            else:
+                channel(publication)
             return
         receivers: Iterable[Member]
         if publication.peer is not None:

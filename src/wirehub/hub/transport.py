@@ -17,7 +17,8 @@ __all__ = ["Endpoint", "Session", "Transport"]
 
 
 class Transport(Protocol):
-    """One open WebSocket connection, as the hub sees it."""
+    """One open connection of a client, as the hub sees it: a WebSocket, or an
+    HTTP fallback session that behaves like one (``hub/http_transport.py``)."""
 
     kind: str
     """How the client is connected: ``"websocket"``, or an HTTP fallback's

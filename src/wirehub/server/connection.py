@@ -77,6 +77,7 @@ class Connection(asyncio.Protocol):
         "_reading_paused",
         "_request",
         "_rx",
+        "_streaming",
         "_timer",
         "hub",
         "loop",
@@ -118,6 +119,7 @@ class Connection(asyncio.Protocol):
         self._lost = False
         self._admitted: Request | None = None  # let through by the hub's Gate: release it
         self._early: list[bytes] | None = None  # bytes read while an admission check runs
+        self._streaming: asyncio.Task[None] | None = None  # writing a streamed response
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -166,6 +168,8 @@ class Connection(asyncio.Protocol):
         self._open = False
         self._cancel_timer()
         self.server.connections.discard(self)
+        if self._streaming is not None:
+            self._streaming.cancel()  # nobody reads it any more
         if self._admitted is not None:
             self.hub.gate.release(self._admitted)
             self._admitted = None
@@ -204,7 +208,7 @@ class Connection(asyncio.Protocol):
             self._upgrade(request)
             return
         result = self.server.http_response(request)
-        if inspect.isawaitable(result):
+        if inspect.isawaitable(result) or result.stream is not None:
             self._busy = True
             task = self.loop.create_task(self._await_response(request, result))
             self.server.tasks.add(task)
@@ -214,12 +218,14 @@ class Connection(asyncio.Protocol):
 
     async def _await_response(self, request: Request, pending: Any) -> None:
         try:
-            response = await pending
+            response = await pending if inspect.isawaitable(pending) else pending
             if not isinstance(response, Response):
                 raise TypeError(f"HTTP handler returned {type(response).__name__}, not Response")
         except Exception:
             logger.exception("HTTP handler for %s %s failed", request.method, request.path)
             response = Response.error(500)
+        if response.stream is not None and not await self._write_stream(request, response):
+            return
         self._busy = False
         self._finish_http(request, response)
         pending_requests, self._pending = self._pending, []
@@ -228,6 +234,31 @@ class Connection(asyncio.Protocol):
                 self._http_request(queued)
         if self.parser.error is not None:
             self._answer_parse_error()
+
+    async def _write_stream(self, request: Request, response: Response) -> bool:
+        """Write a streamed response's head, then each chunk as it comes (RFC 9112 §7.1).
+
+        False when it could not end well: the connection is closed without
+        the last chunk, so the client sees the body was cut.
+        """
+        assert response.stream is not None
+        keep_alive = request.keep_alive and not self.server.closing
+        self._queue(response.serialize(keep_alive=keep_alive))
+        self._streaming = asyncio.current_task()
+        try:
+            async for chunk in response.stream:
+                if self._lost:
+                    return False
+                if chunk:
+                    self._queue(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                    await self.drain()
+        except Exception:
+            logger.exception("the stream answering %s %s failed", request.method, request.path)
+            self._abort()
+            return False
+        finally:
+            self._streaming = None
+        return not self._lost
 
     def _answer_parse_error(self) -> None:
         """Answer the request the parser refused (400, 413, 414, 431), then close.
@@ -260,7 +291,10 @@ class Connection(asyncio.Protocol):
     ) -> None:
         if self.transport is None or self._lost:
             return
-        self._queue(response.serialize(keep_alive=keep_alive, head_only=head_only))
+        if response.stream is not None:
+            self._queue(b"0\r\n\r\n")  # the head and the chunks went out already
+        else:
+            self._queue(response.serialize(keep_alive=keep_alive, head_only=head_only))
         if not keep_alive:
             self._eof = True
 

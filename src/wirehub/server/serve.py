@@ -161,6 +161,8 @@ class Server:
         timeout = self.hub.timeouts.shutdown if timeout is None else timeout
         for server in self._servers:
             server.close()
+        if self.hub.fallback is not None:
+            self.hub.fallback.shutdown(code)  # answers its polls: their connections finish
         for connection in list(self.connections):
             connection.shutdown(code)
         if self.connections:
