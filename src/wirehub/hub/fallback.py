@@ -14,8 +14,9 @@ Three routes next to the event endpoint (``/ws`` by default; docs/PROTOCOL.md §
 Every request but ``open`` carries the session's key in the ``Wirehub-Key``
 header: the id alone (the only thing in URLs, so in proxy logs) is not
 enough to use a session. Browser requests are checked for their origin like
-handshakes; bodies are bounded by ``Limits.max_body_size`` and each message
-by ``Limits.max_message_size``.
+handshakes (``allowed_origins``; a page of another origin also needs the
+hub's ``cors_origins`` to read the answers); bodies are bounded by
+``Limits.max_body_size`` and each message by ``Limits.max_message_size``.
 
 A session lives on the node that opened it. A poll or POST reaching another
 worker or node is served through the broker (``hub/relay.py``), so no
@@ -52,7 +53,6 @@ RECORDS = "application/octet-stream"
 NO_STORE = ("Cache-Control", "no-store")
 # Proxies must pass a stream on as it comes (nginx reads this header).
 STREAM_HEADERS = [NO_STORE, ("X-Accel-Buffering", "no")]
-CORS_HEADERS = f"{KEY_HEADER}, Content-Type, Authorization"
 
 
 class Fallback:
@@ -74,9 +74,9 @@ class Fallback:
         self.relay = Relay(node, self)
         self.closing = False
         for name, methods, handler in (
-            ("open", {"POST", "OPTIONS"}, self._open),
-            ("poll", {"GET", "OPTIONS"}, self._poll),
-            ("send", {"POST", "OPTIONS"}, self._send),
+            ("open", {"POST"}, self._open),
+            ("poll", {"GET"}, self._poll),
+            ("send", {"POST"}, self._send),
         ):
             router.add_http(f"{path}/{name}", methods, handler)
 
@@ -152,8 +152,6 @@ class Fallback:
     # -- routes ------------------------------------------------------------------------
 
     async def _open(self, request: Request) -> Response:
-        if request.method == "OPTIONS":
-            return self._preflight(request)
         refusal = self.gate.admit(request)  # origin, capacity, handshakes per address
         if refusal is not None:
             return refusal
@@ -164,7 +162,7 @@ class Fallback:
             raise
         if response.status != 200:
             self.gate.release(request)
-        return self._cors(request, response)
+        return response
 
     async def _admitted(self, request: Request) -> Response:
         endpoint = self.endpoint
@@ -200,8 +198,6 @@ class Fallback:
         return response
 
     async def _poll(self, request: Request) -> Response:
-        if request.method == "OPTIONS":
-            return self._preflight(request)
         if request.method != "GET":  # HEAD: a poll without its records makes no sense
             response = Response.error(405)
             response.headers.append(("Allow", "GET"))
@@ -217,18 +213,16 @@ class Fallback:
         else:
             status = await self.relay.receive(sid, key, ack, records)
         if status != 200:
-            return self._cors(request, _status(status))
+            return _status(status)
         if stream:
             answer = Response(200, content_type=RECORDS, headers=list(STREAM_HEADERS))
             answer.stream = self._stream(sid, records)
         else:
             body = await records.body()
             answer = Response(200, body, RECORDS, [NO_STORE]) if body else Response(204)
-        return self._cors(request, answer)
+        return answer
 
     async def _send(self, request: Request) -> Response:
-        if request.method == "OPTIONS":
-            return self._preflight(request)
         parsed = self._parse(request, "seq")
         if isinstance(parsed, Response):
             return parsed
@@ -239,7 +233,7 @@ class Fallback:
                 await waiter
         else:
             status = await self.relay.send(sid, key, seq, request.body)
-        return self._cors(request, _status(status))
+        return _status(status)
 
     async def _stream(self, sid: str, records: _Records) -> AsyncIterator[bytes]:
         try:
@@ -264,33 +258,12 @@ class Fallback:
             count = -1
         if not sid or not key or count < 0:
             detail = f"give ?session=ID&{counter}=N and the {KEY_HEADER} header"
-            return self._cors(request, Response.error(400, detail))
+            return Response.error(400, detail)
         return sid, key, count
 
     def _here(self, sid: str) -> bool:
         """Whether session ``sid`` is (or was) this node's; else the relay asks its node."""
         return sid.partition(".")[0] == self.relay.name or not self.relay.shared
-
-    # -- CORS, for pages of other allowed origins (Hub(allowed_origins=...)) -------------
-
-    def _cors(self, request: Request, response: Response) -> Response:
-        origin = request.headers.get("origin")
-        if origin is not None and self.gate.origins.allows(origin, request.headers.get("host")):
-            response.headers += [
-                ("Access-Control-Allow-Origin", origin),
-                ("Access-Control-Allow-Credentials", "true"),
-                ("Vary", "Origin"),
-            ]
-        return response
-
-    def _preflight(self, request: Request) -> Response:
-        response = self._cors(request, Response(204))
-        response.headers += [
-            ("Access-Control-Allow-Methods", "GET, POST"),
-            ("Access-Control-Allow-Headers", CORS_HEADERS),
-            ("Access-Control-Max-Age", "600"),
-        ]
-        return response
 
 
 class _Records:
