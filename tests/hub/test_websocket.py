@@ -12,7 +12,18 @@ import pytest
 from websockets.exceptions import ConnectionClosed as ClientClosed
 from websockets.exceptions import InvalidStatus
 
-from tests.conftest import UNIT, connect, echo_hub, raw_websocket, read_close, serve
+from tests.conftest import (
+    PING,
+    UNIT,
+    close_frame,
+    connect,
+    echo_hub,
+    fast_hub,
+    raw_websocket,
+    read_close,
+    read_frame,
+    serve,
+)
 from wirehub import ConnectionClosed, Hub, Limits, WebSocket
 from wirehub.server.connection import Connection
 
@@ -400,3 +411,97 @@ async def test_no_subprotocol_when_none_configured() -> None:
     hub = echo_hub()
     async with serve(hub) as s, connect(s.ws("/echo"), subprotocols=["chat"]) as ws:
         assert ws.subprotocol is None
+
+
+# -- habits brought from websockets: path parameters, ping, address, id ----------------
+
+
+async def test_path_parameters_reach_the_handler() -> None:
+    """``/room/{name}`` accepts ``/room/lobby`` and gives ``ws.path_params``, percent-decoded."""
+    hub = Hub()
+    seen: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+
+    @hub.websocket("/room/{name}/{rest:path}")
+    async def room(ws: WebSocket) -> None:
+        seen.put_nowait(dict(ws.path_params))
+
+    async with serve(hub) as s:
+        async with connect(s.ws("/room/caf%C3%A9/a/b")) as ws:
+            await closed(ws)
+        assert await asyncio.wait_for(seen.get(), UNIT) == {"name": "café", "rest": "a/b"}
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(s.ws("/room/only-one-segment")).__aenter__()
+        assert refused.value.response.status_code == 404
+
+
+async def test_ping_returns_the_round_trip() -> None:
+    """``await ws.ping()`` waits for the client's pong and returns the round trip in seconds."""
+    hub = Hub()
+    results: asyncio.Queue[tuple[float, float]] = asyncio.Queue()
+
+    @hub.websocket("/ping")
+    async def ping(ws: WebSocket) -> None:
+        first, _ = await asyncio.gather(ws.ping(), ws.ping())
+        results.put_nowait((first, ws.latency))
+        await ws.recv()
+
+    async with serve(hub) as s, connect(s.ws("/ping")):
+        round_trip, latency = await asyncio.wait_for(results.get(), UNIT)
+        assert 0 < round_trip < UNIT
+        assert latency == round_trip or latency > 0
+
+
+async def test_keepalive_pings_measure_latency() -> None:
+    """The server's own keepalive pings update ``ws.latency`` without the handler asking."""
+    hub = fast_hub(ping_interval=UNIT / 10)
+    latency: asyncio.Queue[float] = asyncio.Queue()
+
+    @hub.websocket("/wait")
+    async def wait(ws: WebSocket) -> None:
+        while ws.latency == 0.0:
+            await asyncio.sleep(UNIT / 20)
+        latency.put_nowait(ws.latency)
+
+    async with serve(hub) as s, connect(s.ws("/wait")):
+        assert 0 < await asyncio.wait_for(latency.get(), UNIT) < UNIT
+
+
+async def test_ping_raises_when_the_client_leaves() -> None:
+    """A ping in flight when the connection closes raises ``ConnectionClosed``, as later ones do."""
+    hub = Hub()
+    outcome: asyncio.Queue[BaseException] = asyncio.Queue()
+
+    @hub.websocket("/ping")
+    async def ping(ws: WebSocket) -> None:
+        for _ in range(2):
+            try:
+                await ws.ping()
+            except ConnectionClosed as exc:
+                outcome.put_nowait(exc)
+
+    # Our own frame codec does not answer pings: the first stays in flight.
+    async with serve(hub) as s, raw_websocket(s.port, "/ping") as (reader, writer):
+        assert (await read_frame(reader))[0] == PING
+        writer.write(close_frame(1000))
+        for _ in range(2):
+            assert (await asyncio.wait_for(outcome.get(), UNIT)).code == 1000
+
+
+async def test_remote_address_and_id() -> None:
+    """``ws.remote_address`` is the client's (host, port); ``ws.id`` differs per connection."""
+    hub = Hub()
+    seen: asyncio.Queue[tuple[Any, Any]] = asyncio.Queue()
+
+    @hub.websocket("/who")
+    async def who(ws: WebSocket) -> None:
+        seen.put_nowait((ws.remote_address, ws.id))
+        assert ws.id == ws.id  # stable for the connection
+
+    async with serve(hub) as s:
+        async with connect(s.ws("/who")) as one, connect(s.ws("/who")) as two:
+            (address, first), (_, second) = [
+                await asyncio.wait_for(seen.get(), UNIT) for _ in range(2)
+            ]
+            ports = {one.local_address[1], two.local_address[1]}
+        assert address[0] == "127.0.0.1" and address[1] in ports
+        assert first != second

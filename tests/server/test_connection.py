@@ -322,7 +322,7 @@ async def test_handshake_timer_does_not_cut_a_websocket() -> None:
     hub = fast_hub(handshake=GRACE, idle_http=TICK, ping_interval=2 * GRACE, ping_timeout=UNIT)
     async with serve(hub) as s, raw_websocket(s.port) as (reader, writer):
         # The first keepalive ping is the clock: it comes two handshake timeouts later.
-        assert await read_frame(reader) == (PING, b"")
+        assert (await read_frame(reader))[0] == PING
         writer.write(frame(TEXT, b"alive"))
         assert await read_frame(reader) == (TEXT, b"alive")
 
@@ -432,7 +432,7 @@ async def test_keepalive_closes_a_client_that_never_answers() -> None:
     """A client that never answers pings is closed with 1011 'keepalive ping timeout'."""
     hub = fast_hub(ping_interval=TICK, ping_timeout=TICK)
     async with serve(hub) as s, raw_websocket(s.port) as (reader, _):
-        assert await read_frame(reader) == (PING, b"")
+        assert (await read_frame(reader))[0] == PING
         assert await read_close(reader) == (1011, "keepalive ping timeout")
         assert await read_eof(reader) == b""
 
@@ -449,7 +449,7 @@ async def test_keepalive_keeps_clients_that_answer() -> None:
             opcode, payload = await read_frame(reader)
             assert opcode == PING
             writer.write(frame(PONG, payload))
-        assert await read_frame(reader) == (PING, b"")  # now it goes quiet
+        assert (await read_frame(reader))[0] == PING  # now it goes quiet
         assert await read_close(reader) == (1011, "keepalive ping timeout")
         # The websockets client answered every ping meanwhile and is still served.
         await client.send("still here")

@@ -14,6 +14,7 @@ from tests.conftest import (
     connect,
     dropped,
     echo_hub,
+    http,
     raw_connection,
     raw_websocket,
     read_close,
@@ -203,3 +204,25 @@ async def test_shutdown_twice_is_harmless() -> None:
     async with serve(echo_hub()) as s:
         await s.server.shutdown(timeout=UNIT)
         await asyncio.wait_for(s.server.shutdown(timeout=UNIT), UNIT)
+
+
+async def test_http_route_with_path_parameters() -> None:
+    """``/users/{id}`` answers ``/users/42`` with ``request.path_params``; a WebSocket
+    template path gets 426 over plain HTTP, a path matching nothing 404."""
+    hub = Hub()
+
+    @hub.route("/users/{id}")
+    def user(request: Request) -> Response:
+        return Response.json(dict(request.path_params))
+
+    @hub.websocket("/rooms/{name}")
+    async def room(ws: WebSocket) -> None:
+        await ws.close()
+
+    async with serve(hub) as s:
+        response = await http(s.port, b"GET /users/42 HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert (response.status, json.loads(response.body)) == (200, {"id": "42"})
+        response = await http(s.port, b"GET /rooms/lobby HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert response.status == 426
+        response = await http(s.port, b"GET /users/42/more HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert response.status == 404

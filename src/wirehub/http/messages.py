@@ -7,7 +7,8 @@ import email.utils
 import functools
 import http
 import json
-from collections.abc import AsyncIterator
+import types
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -16,6 +17,8 @@ from websockets.datastructures import Headers
 from wirehub.http.proxy import TrustedProxies, parse_ip
 
 __all__ = ["Headers", "Request", "Response"]
+
+NO_PARAMS: Mapping[str, str] = types.MappingProxyType({})  # shared: most routes have none
 
 
 @dataclasses.dataclass(eq=False)
@@ -29,6 +32,8 @@ class Request:
     ``Connection: close``, or HTTP/1.0 with ``keep-alive``).
     ``client_ip`` is the client's address, read from ``X-Forwarded-For``
     when the socket peer is one of ``trusted_proxies`` (``Hub(trusted_proxies=...)``).
+    ``path_params`` holds the values of the route's ``{name}`` parameters
+    (``/room/{name}`` and ``/room/lobby``: ``{"name": "lobby"}``), percent-decoded.
     """
 
     method: str
@@ -42,6 +47,7 @@ class Request:
     user: Any = None
     """The identity the hub's authentication hook gave this handshake (``hub.authenticate``)."""
     trusted_proxies: TrustedProxies | None = dataclasses.field(default=None, repr=False)
+    path_params: Mapping[str, str] = dataclasses.field(default_factory=lambda: NO_PARAMS)
 
     @functools.cached_property
     def query(self) -> dict[str, str]:

@@ -210,10 +210,12 @@ class AsgiApp:
         request = self._request(scope)
         if (await receive())["type"] != "websocket.connect":
             return
-        endpoint: Endpoint | None = self.hub.router.websocket.get(request.path)
-        if endpoint is None:
+        matched = self.hub.router.match_websocket(request.path)
+        if matched is None:
             await _refuse(scope, send, Response.error(404, "no WebSocket endpoint here"))
             return
+        endpoint: Endpoint = matched[0]
+        request.path_params = matched[1]
         if self.closing:
             await _refuse(scope, send, Response.error(503, "server shutting down"))
             return

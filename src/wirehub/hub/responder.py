@@ -46,8 +46,9 @@ def respond(
 
 
 def _respond(router: Router, request: Request, health: Health) -> Response | Awaitable[Response]:
-    route = router.http.get(request.path)
-    if route is not None:
+    matched = router.match_http(request.path)
+    if matched is not None:
+        route, request.path_params = matched
         if request.method not in route.methods and not (
             request.method == "HEAD" and "GET" in route.methods
         ):
@@ -74,7 +75,7 @@ def _respond(router: Router, request: Request, health: Health) -> Response | Awa
             return response
     elif router.static_response(request) is not None:
         return _method_not_allowed(frozenset({"GET", "HEAD"}))
-    if request.path in router.websocket:
+    if router.match_websocket(request.path) is not None:
         response = Response.error(426, "this is a WebSocket endpoint")
         response.headers.append(("Upgrade", "websocket"))
         return response
@@ -82,8 +83,8 @@ def _respond(router: Router, request: Request, health: Health) -> Response | Awa
 
 
 def _methods(router: Router, path: str) -> frozenset[str]:
-    route = router.http.get(path)
-    return route.methods if route is not None else frozenset({"GET", "HEAD"})
+    matched = router.match_http(path)
+    return matched[0].methods if matched is not None else frozenset({"GET", "HEAD"})
 
 
 async def _decorate_later(

@@ -8,12 +8,12 @@ these, never a socket, so it can be tested and reused without the server.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from wirehub.http.messages import Request, Response
 from wirehub.protocol.websocket import Message
 
-__all__ = ["Endpoint", "Session", "Transport"]
+__all__ = ["Endpoint", "Pinging", "Session", "Transport"]
 
 
 class Transport(Protocol):
@@ -59,6 +59,17 @@ class Transport(Protocol):
     def pause_reading(self) -> None: ...
 
     def resume_reading(self) -> None: ...
+
+
+@runtime_checkable
+class Pinging(Protocol):
+    """A transport that lets the application ping (the native server; ASGI has no pings).
+
+    The session hears the pongs through an optional ``pong_received(payload)``.
+    """
+
+    def send_ping(self, payload: bytes) -> None:
+        """Queue a ping frame carrying ``payload`` (RFC 6455 §5.5.2)."""
 
 
 class Session(Protocol):

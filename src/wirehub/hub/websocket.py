@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import time
+import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from wirehub.codes import CloseCode
 from wirehub.exceptions import ConnectionClosed, Reject
 from wirehub.http.messages import Request, Response
-from wirehub.hub.transport import Transport
+from wirehub.hub.transport import Pinging, Transport
 from wirehub.protocol.websocket import (
     COMPRESSION_THRESHOLD,
     Message,
     encode_deflated_frame,
     encode_frame,
+    ping_payload,
+    ping_sent_at,
 )
 
 __all__ = ["PlainEndpoint", "WebSocket", "WebSocketHandler", "broadcast"]
@@ -24,6 +29,8 @@ __all__ = ["PlainEndpoint", "WebSocket", "WebSocketHandler", "broadcast"]
 logger = logging.getLogger("wirehub.hub")
 
 WebSocketHandler = Callable[["WebSocket"], Awaitable[None]]
+
+PONG_HORIZON = 3600.0  # seconds: a pong claiming an older ping is not one of ours
 
 
 class WebSocket:
@@ -43,8 +50,12 @@ class WebSocket:
         self._reading_paused = False
         self._waiter: asyncio.Future[None] | None = None
         self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pings: list[tuple[float, asyncio.Future[float]]] | None = None  # ping() in flight
         self.close_code: int | None = None
         self.close_reason = ""
+        self.latency = 0.0
+        """Seconds: the last round trip of a ping (``ping()``, or the server's
+        keepalive ping every ``Timeouts.ping_interval``); 0.0 until one is answered."""
 
     @property
     def request(self) -> Request:
@@ -55,6 +66,24 @@ class WebSocket:
     def subprotocol(self) -> str | None:
         """The negotiated subprotocol, or None."""
         return self._transport.subprotocol
+
+    @property
+    def path_params(self) -> Mapping[str, str]:
+        """The values of the route's ``{name}`` parameters: ``/room/{name}`` → ``{"name": …}``."""
+        return self._transport.request.path_params
+
+    @property
+    def remote_address(self) -> tuple[str, int] | None:
+        """The client's ``(host, port)`` as the socket sees it (a proxy's, behind one).
+
+        Behind a trusted proxy, ``request.client_ip`` is the client's own address.
+        """
+        return self._transport.request.client
+
+    @functools.cached_property
+    def id(self) -> uuid.UUID:
+        """A unique id for this connection (random, for logs and your own tables)."""
+        return uuid.uuid4()
 
     @property
     def user(self) -> Any:
@@ -110,6 +139,23 @@ class WebSocket:
         if self._transport.writing_paused:
             await self._transport.drain()
 
+    async def ping(self) -> float:
+        """Send a ping and wait for the client's pong; return the round trip in seconds.
+
+        Browsers and every RFC 6455 client answer pings by themselves. Raises
+        ``ConnectionClosed`` if the connection closes first; wrap it in
+        ``asyncio.timeout()`` to bound the wait. Also updates ``latency``.
+        """
+        if self.close_code is not None:
+            raise ConnectionClosed(self.close_code, self.close_reason)
+        if not isinstance(self._transport, Pinging):
+            raise RuntimeError("this server does not let the application send pings")
+        sent = time.monotonic()  # not loop.time(): uvloop's ticks in milliseconds
+        pong: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._pings = (self._pings or []) + [(sent, pong)]
+        self._transport.send_ping(ping_payload(sent))
+        return await pong
+
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close the connection and wait until it is closed."""
         self._transport.close(code, reason)
@@ -128,8 +174,26 @@ class WebSocket:
             self._reading_paused = True
             self._transport.pause_reading()
 
+    def pong_received(self, payload: bytes) -> None:
+        """A pong: it answers its ping and every earlier one (RFC 6455 §5.5.3)."""
+        sent = ping_sent_at(payload)
+        now = time.monotonic()
+        if sent is None or not 0 <= now - sent <= PONG_HORIZON:
+            return  # an unsolicited pong, or not one of our pings
+        self.latency = now - sent
+        pings, self._pings = self._pings or [], None
+        for when, pong in pings:
+            if when > sent:  # sent after the ping this pong answers
+                self._pings = (self._pings or []) + [(when, pong)]
+            elif not pong.done():
+                pong.set_result(now - when)
+
     def connection_lost(self, code: int, reason: str) -> None:
         self.close_code, self.close_reason = code, reason
+        pings, self._pings = self._pings or [], None
+        for _, pong in pings:
+            if not pong.done():
+                pong.set_exception(ConnectionClosed(code, reason))
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
         if not self._closed.done():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import math
 import struct
 import zlib
 from collections.abc import Sequence
@@ -35,7 +36,14 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import ExtensionParameter, Subprotocol
 
-__all__ = ["Message", "WebSocketProtocol", "encode_deflated_frame", "encode_frame"]
+__all__ = [
+    "Message",
+    "WebSocketProtocol",
+    "encode_deflated_frame",
+    "encode_frame",
+    "ping_payload",
+    "ping_sent_at",
+]
 
 # websockets logs every open and close at INFO; the server logs what matters.
 _engine_logger = logging.getLogger("wirehub.engine")
@@ -144,6 +152,26 @@ def encode_deflated_frame(payload: bytes, text: bool) -> bytes:
     return frame.serialize(mask=False, extensions=[_broadcast_deflate])
 
 
+_PING = struct.Struct("!d")
+
+
+def ping_payload(now: float) -> bytes:
+    """The payload of a server ping: when it was sent (``time.monotonic()``, seconds).
+
+    The client echoes it in its pong (RFC 6455 §5.5.3), so the round trip is
+    known from the pong alone, with no table of pings in flight.
+    """
+    return _PING.pack(now)
+
+
+def ping_sent_at(payload: bytes) -> float | None:
+    """When the ping this pong answers was sent, or None for a pong that is not ours."""
+    if len(payload) != _PING.size:
+        return None
+    (sent,) = _PING.unpack(payload)
+    return float(sent) if math.isfinite(sent) else None
+
+
 class WebSocketProtocol:
     """One server-side WebSocket connection, from handshake to close."""
 
@@ -165,6 +193,7 @@ class WebSocketProtocol:
         self._chars: list[str] = []  # decoded text fragments so far
         self._text: codecs.IncrementalDecoder | None = None
         self._fragmented = False
+        self.pongs: list[bytes] | None = None  # payloads of pongs received, for the caller to take
 
     # -- handshake ---------------------------------------------------------
 
@@ -236,6 +265,8 @@ class WebSocketProtocol:
             else:
                 if opcode is Opcode.CLOSE:
                     self._reset()
+                elif opcode is Opcode.PONG:
+                    self.pongs = (self.pongs or []) + [bytes(frame.data)]
                 continue
             # A fragment of a message (first or continuation).
             if self._text is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -24,6 +25,7 @@ from wirehub.protocol.websocket import (
     Message,
     WebSocketProtocol,
     encode_frame,
+    ping_payload,
 )
 
 if TYPE_CHECKING:
@@ -313,10 +315,12 @@ class Connection(asyncio.Protocol):
     # -- WebSocket -----------------------------------------------------------
 
     def _upgrade(self, request: Request) -> None:
-        endpoint: Endpoint | None = self.server.router.websocket.get(request.path)
-        if endpoint is None:
+        matched = self.server.router.match_websocket(request.path)
+        if matched is None:
             self._refuse(request, Response.error(404, "no WebSocket endpoint here"))
             return
+        endpoint: Endpoint = matched[0]
+        request.path_params = matched[1]
         if request.method != "GET":
             response = Response.error(405, "a WebSocket handshake uses GET")
             response.headers.append(("Allow", "GET"))
@@ -438,6 +442,12 @@ class Connection(asyncio.Protocol):
         if session is not None:
             for message in messages:
                 session.message_received(message)
+        if self.ws.pongs is not None:  # for ws.ping() and ws.latency (hub.websocket)
+            pongs, self.ws.pongs = self.ws.pongs, None
+            receive = getattr(session, "pong_received", None)
+            if receive is not None:
+                for payload in pongs:
+                    receive(payload)
         self._move_protocol_output()
 
     def _move_protocol_output(self) -> None:
@@ -460,7 +470,7 @@ class Connection(asyncio.Protocol):
         if self.ws is None or not self.ws.open:
             return
         self._rx = False
-        self.ws.send_ping(b"")
+        self.ws.send_ping(ping_payload(time.monotonic()))  # its pong measures ws.latency
         self._move_protocol_output()
         timeout = self.hub.timeouts.ping_timeout
         if timeout is not None:
@@ -496,6 +506,12 @@ class Connection(asyncio.Protocol):
     @property
     def subprotocol(self) -> str | None:
         return self.ws.subprotocol if self.ws is not None else None
+
+    def send_ping(self, payload: bytes) -> None:
+        """Queue a ping frame (``ws.ping()``); the pong goes to ``session.pong_received``."""
+        if self.ws is not None and self.ws.open:
+            self.ws.send_ping(payload)
+            self._move_protocol_output()
 
     @property
     def buffered(self) -> int:
