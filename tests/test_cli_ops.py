@@ -7,11 +7,15 @@ import json
 import re
 from typing import Any
 
+import pytest
+from click.testing import CliRunner
+
 from tests.conftest import http
 from tests.hub.test_metrics import parse
 from tests.hub.wire import WireClient
 from tests.test_cli import START, served_url, wirehub_process
 from tests.test_cli_workers import client_on_each_worker, workers
+from wirehub.cli import main
 
 
 async def test_one_scrape_covers_both_workers(redis_url: str, prefix: str) -> None:
@@ -49,11 +53,16 @@ async def test_one_scrape_covers_both_workers(redis_url: str, prefix: str) -> No
                 await client.close()
 
 
-async def test_serve_logs_json_lines_with_peer_client_and_access_log() -> None:
-    """`--log-format json`: every stderr line is JSON; handshakes and a failing handler say who."""
-    async with wirehub_process(
-        "serve", "tests/apps/ops.py:hub", "--port", "0", "--log-format", "json"
-    ) as process:
+async def test_serve_logs_json_lines_with_peer_client_and_access_log(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`--log-format json`: every stderr line is JSON; handshakes and a failing handler say who.
+    (With `--admin`, the admin page is served.)"""
+    monkeypatch.setenv("WIREHUB_ADMIN_KEY", "k" * 16)
+    serving = wirehub_process(
+        "serve", "tests/apps/ops.py:hub", "--port", "0", "--log-format", "json", "--admin"
+    )
+    async with serving as process:
         url = await served_url(process)
         port = int(url.rsplit(":", 1)[1])
         async with await WireClient.open(url.replace("http", "ws") + "/ws?token=secret") as client:
@@ -63,6 +72,8 @@ async def test_serve_logs_json_lines_with_peer_client_and_access_log() -> None:
             port, b"GET /nowhere HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n"
         )
         assert refused.status == 404
+        page = await http(port, b"GET /admin HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert page.status == 200
         process.terminate()
         _, stderr = await process.communicate()
     entries: list[dict[str, Any]] = [json.loads(line) for line in stderr.decode().splitlines()]
@@ -73,3 +84,13 @@ async def test_serve_logs_json_lines_with_peer_client_and_access_log() -> None:
     [failed] = [e for e in entries if e["message"] == "handler for event 'fail' failed"]
     assert failed["peer"] == client.id and failed["client"] == "127.0.0.1"
     assert failed["event"] == "fail" and "RuntimeError" in failed["exception"]
+
+
+def test_admin_without_a_key_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--admin` without WIREHUB_ADMIN_KEY (or with a short one) stops before serving."""
+    monkeypatch.delenv("WIREHUB_ADMIN_KEY", raising=False)
+    result = CliRunner().invoke(main, ["serve", "tests/apps/ops.py:hub", "--admin"])
+    assert result.exit_code == 2 and "WIREHUB_ADMIN_KEY" in result.output
+    monkeypatch.setenv("WIREHUB_ADMIN_KEY", "short")
+    result = CliRunner().invoke(main, ["serve", "tests/apps/ops.py:hub", "--admin"])
+    assert result.exit_code == 2 and "16 characters" in result.output

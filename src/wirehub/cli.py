@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import importlib
 import importlib.util
+import os
 import ssl
 import sys
 from pathlib import Path
@@ -130,6 +131,11 @@ def load_app(target: str) -> Hub:
     type=click.IntRange(min=0),
     help="Serve /metrics on this port only, not the application's (implies --metrics).",
 )
+@click.option(
+    "--admin",
+    is_flag=True,
+    help="Serve the admin page at /admin; its key is the WIREHUB_ADMIN_KEY variable.",
+)
 def serve(
     app: str,
     host: str,
@@ -148,6 +154,7 @@ def serve(
     redis_cluster: bool,
     metrics: bool,
     metrics_port: int | None,
+    admin: bool,
 ) -> None:
     """Serve APP, given as module:attr or path/to/file.py:attr."""
     configure_logging(log_level, "json" if log_format == "json" else "text", access_log=access_log)
@@ -169,6 +176,8 @@ def serve(
         hub.broker = _redis_broker(redis_url, redis_prefix, redis_cluster)
     if metrics or metrics_port is not None:
         _enable_metrics(hub, metrics_port)
+    if admin and hub.admin is None:
+        _enable_admin(hub)
     if workers > 1:
         _serve_workers(hub, app, host, port, context, int(shutdown_code), workers)
         return
@@ -210,6 +219,18 @@ def _enable_metrics(hub: Hub, port: int | None) -> None:
         raise click.UsageError(
             "--metrics-port: the app already serves /metrics (Hub(metrics=True)) on its port"
         )
+
+
+def _enable_admin(hub: Hub) -> None:
+    from wirehub.hub.admin import Admin
+
+    key = os.environ.get("WIREHUB_ADMIN_KEY")
+    if not key:
+        raise click.UsageError("--admin needs the WIREHUB_ADMIN_KEY environment variable")
+    try:
+        hub.admin = Admin(hub, key)
+    except ConfigError as exc:
+        raise click.UsageError(f"WIREHUB_ADMIN_KEY: {exc}") from None
 
 
 def _announce_metrics(hub: Hub, host: str) -> None:

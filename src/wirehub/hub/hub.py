@@ -40,6 +40,7 @@ from wirehub.security.origins import OriginPolicy
 from wirehub.security.ratelimit import RateLimits
 
 if TYPE_CHECKING:
+    from wirehub.hub.admin import Admin
     from wirehub.hub.metrics import Metrics
 
 __all__ = ["Hub", "Target"]
@@ -97,7 +98,9 @@ class Hub:
     ``X-Forwarded-For`` gives ``request.client_ip``), ``api_key`` (turns on
     ``POST /api/emit`` for requests bearing ``Authorization: Bearer <api_key>``),
     ``metrics`` (serve Prometheus metrics at ``GET /metrics``: ``hub.metrics``,
-    a ``wirehub.hub.metrics.Metrics``; needs ``wirehub[metrics]``),
+    a ``wirehub.hub.metrics.Metrics``; needs ``wirehub[metrics]``), ``admin_key``
+    (serve the admin page at ``/admin`` to whoever gives this key, 16 characters
+    or more: ``hub.admin``, a ``wirehub.hub.admin.Admin``; docs/operations.md),
     ``cors_origins`` (pages on these origins may read the HTTP responses:
     ``/wirehub.js``, routes, the HTTP API; exact origins and patterns as for
     ``allowed_origins``; off by default, see ``wirehub.security.cors``),
@@ -124,6 +127,7 @@ class Hub:
         metrics: bool = False,
         cors_origins: Iterable[str] | None = None,
         fallback: bool = True,
+        admin_key: str | None = None,
     ) -> None:
         if slow_consumer not in ("close", "drop"):
             raise ConfigError(f"slow_consumer is 'close' or 'drop', not {slow_consumer!r}")
@@ -173,6 +177,11 @@ class Hub:
             from wirehub.hub.metrics import Metrics  # prometheus-client is an optional extra
 
             Metrics(self)
+        self.admin: Admin | None = None
+        if admin_key is not None:
+            from wirehub.hub.admin import Admin
+
+            self.admin = Admin(self, admin_key)
 
     @property
     def broker(self) -> Broker:

@@ -32,6 +32,7 @@ from wirehub.http.messages import Request, Response
 from wirehub.http.routing import Router
 from wirehub.hub.handlers import HandlerSpec
 from wirehub.hub.node import Node
+from wirehub.hub.report import connections
 
 try:
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -231,7 +232,7 @@ class _HubCollector:
             "wirehub_connections",
             "Open WebSocket and fallback connections, by transport",
             "transport",
-            _connections(hub),
+            connections(node, hub.router),
         )
         yield _gauge("wirehub_rooms", "Rooms with members on this process", len(node.rooms.by_name))
         yield _counter(
@@ -293,16 +294,6 @@ class _HubCollector:
             "Times the broker reconnected after losing its server",
             health.get("reconnects", 0),
         )
-
-
-def _connections(hub: Metered) -> dict[str, int]:
-    counts: dict[str, int] = {"websocket": 0}
-    for peer in hub.node.peers.values():
-        kind = peer.transport.kind
-        counts[kind] = counts.get(kind, 0) + 1
-    for endpoint in hub.router.websocket.values():  # plain endpoints: one task per connection
-        counts["websocket"] += len(getattr(endpoint, "tasks", ()))
-    return counts
 
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:

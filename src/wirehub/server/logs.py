@@ -67,6 +67,6 @@ def configure_logging(
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.basicConfig(level=level.upper(), handlers=[handler])  # no-op if already set up
     if not access_log:
         logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
