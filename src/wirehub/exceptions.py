@@ -8,8 +8,8 @@ The tree::
     ├── ConfigError             our misuse: bad configuration or API use
     ├── HandshakeError          a client could not open a connection
     └── EventError              an event was refused; the caller gets an ``error``
-        └── CallError           (client side) a ``call`` was answered with an error
-            └── CallTimeout     (client side) no answer in time
+        └── CallError           a ``call`` (client's, or ``peer.call``) was answered with an error
+            └── CallTimeout     no answer in time
 
 The mapping from exception to HTTP status or close code lives in one place:
 the ``status``/``code`` fields below, read by the server.
@@ -90,11 +90,12 @@ class EventError(WirehubError):
 
 
 class CallError(EventError):
-    """The server answered a client's ``call`` with an ``error`` message."""
+    """A ``call`` was answered with an ``error`` message (by the server, or by
+    the client for the server's ``peer.call``)."""
 
 
 class CallTimeout(CallError):
-    """A client's ``call`` got no answer within its timeout."""
+    """A ``call`` got no answer within its timeout."""
 
     def __init__(self, event: str, timeout: float) -> None:
         super().__init__("timeout", f"no answer to {event!r} within {timeout}s")

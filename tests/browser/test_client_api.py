@@ -15,7 +15,7 @@ from playwright.async_api import Page
 
 from tests.browser.conftest import BROWSER, Pages, Site
 from tests.conftest import UNIT
-from wirehub import EventError, Hub, Peer, Reject, Request, Response, WebSocket
+from wirehub import CallError, EventError, Hub, Peer, Reject, Request, Response, WebSocket
 
 PAGE = """<!doctype html>
 <meta charset="utf-8"><title>wirehub.js test page</title><link rel="icon" href="data:,">
@@ -94,6 +94,15 @@ def api_hub() -> Api:
     @hub.on("recorded")
     def recorded(peer: Peer) -> list[Any]:
         return api.recorded
+
+    @hub.on("ask")
+    async def ask(peer: Peer, question: dict[str, Any]) -> Any:
+        data = question.get("data")
+        try:
+            answer = await peer.call(question["event"], data, timeout=question.get("timeout", UNIT))
+        except CallError as exc:
+            return {"error": exc.code, "message": exc.message, "details": exc.details}
+        return answer if isinstance(answer, bytes) else {"answer": answer}
 
     return api
 
@@ -457,3 +466,38 @@ async def test_token_in_auth_message_refresh_and_welcome_rooms(
     assert result["reconnected"]["recovered"] == {"news": True}
     assert result["rooms"] == ["news"]
     assert result["asked"] == 3
+
+
+async def test_server_calls_are_answered_by_the_first_handler(
+    pages: Pages, api: tuple[Api, Site]
+) -> None:
+    """``await peer.call(...)`` gets a handler's (awaited) value, or its WirehubError's code."""
+    _, site = api
+    page = await open_page(pages, site)
+    result = await page.evaluate(
+        """async () => {
+          const hub = wirehub.connect("/ws");
+          const sum = (numbers) => numbers.reduce((a, b) => a + b);
+          hub.on("add", (numbers, meta) => ({ sum: sum(numbers), event: meta.event }));
+          hub.on("add", () => "a second handler does not answer");
+          hub.on("later", async (text) => text.toUpperCase());
+          const busy = new wirehub.WirehubError("busy", "not now", { retry: 5 });
+          hub.on("refuse", () => { throw busy; });
+          hub.on("never", () => new Promise(() => {}));
+          const ask = (event, data, timeout) => hub.call("ask", { event, data, timeout });
+          const out = {
+            add: await ask("add", [1, 2, 3]),
+            later: await ask("later", "hi"),
+            refuse: await ask("refuse"),
+            unknown: await ask("nobody"),
+            never: await ask("never", null, 0.05),
+          };
+          await hub.close();
+          return out;
+        }"""
+    )
+    assert result["add"] == {"answer": {"sum": 6, "event": "add"}}
+    assert result["later"] == {"answer": "HI"}
+    assert result["refuse"] == {"error": "busy", "message": "not now", "details": {"retry": 5}}
+    assert result["unknown"]["error"] == "unknown_event"
+    assert result["never"]["error"] == "timeout"

@@ -16,6 +16,8 @@ the rooms and recovers the events missed meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import logging
 import ssl as _ssl
 import time
@@ -36,7 +38,7 @@ from wirehub.client.connection import (
     open_connection,
     reopen,
 )
-from wirehub.client.events import Gap, Handler, Reconnected
+from wirehub.client.events import LIFECYCLE, EventInfo, Gap, Handler, Reconnected
 from wirehub.client.reconnect import Reconnect
 from wirehub.client.session import DEFAULT, Session, State, _Default
 from wirehub.codes import CloseCode, ErrorCode, should_reconnect
@@ -106,6 +108,7 @@ class Client:
         self._ws: ClientConnection | None = None
         self._session = Session()
         self._session.on_refresh = self._refresh_requested
+        self._session.on_call = self._called
         if recover:
             self._session.streams.recover = self._refill
         self._rooms: set[str] = set()
@@ -219,6 +222,12 @@ class Client:
         ``EventError`` the server sent outside any request), ``"presence"``
         (``PresenceChange``). Plain handlers run in order as messages arrive;
         coroutine handlers are started as tasks. Usable as a decorator.
+
+        When the server calls this client (``await peer.call(event, data)``),
+        the *first* handler of that event answers with its return value
+        (awaited if it is a coroutine; bytes travel binary); raising
+        ``EventError(code, message, details)`` answers with that error, any
+        other exception with ``internal_error``.
         Raises ``TypeError`` for a handler that requires more arguments
         (or a keyword-only one without default).
         """
@@ -439,6 +448,37 @@ class Client:
             pass  # the reconnection re-joins with recovery
         except CallError as exc:  # the held events went out, with the gap reported
             logger.warning("could not re-join %r to fill a gap: %s", room, exc)
+
+    def _called(self, id: int, info: EventInfo, data: Any) -> None:
+        """The server calls this client: the first handler of the event answers (§4)."""
+        handler = None if info.event in LIFECYCLE else self._session.handlers.first(info.event)
+        value, error = None, None
+        try:
+            if handler is None:
+                raise EventError(ErrorCode.UNKNOWN_EVENT, f"no client handler for {info.event!r}")
+            value = handler(data, info)  # the plain part runs now, in message order
+        except Exception as exc:
+            error = exc
+        self._spawn(self._answer_call(self._ws, id, info.event, value, error))
+
+    async def _answer_call(
+        self, ws: ClientConnection | None, id: int, event: str, value: Any, error: Exception | None
+    ) -> None:
+        if error is None and inspect.isawaitable(value):
+            try:
+                value = await value
+            except Exception as exc:
+                error = exc
+        if error is not None and not isinstance(error, EventError):
+            logger.error("the handler of the server's call %r failed", event, exc_info=error)
+        if ws is not self._ws:
+            return  # that connection is gone, and the call with it
+        with contextlib.suppress(ConnectionClosed):
+            try:
+                await self._send(messages.answer_message(id, value, error))
+            except (TypeError, EventError) as exc:  # not JSON, or more than the server takes
+                logger.error("cannot answer the server's call %r: %s", event, exc)
+                await self._send(messages.answer_message(id, None, exc))
 
     def _refresh_requested(self, expires_in: float) -> None:
         """The server wants a new token within ``expires_in`` seconds (§13)."""

@@ -156,6 +156,15 @@ class Handlers:
         else:
             self._by_name.pop(name, None)
 
+    def first(self, name: str) -> Handler | None:
+        """The first handler of ``name`` (the one that answers a call), called with the
+        arguments it takes; None when there is none."""
+        entries = self._by_name.get(name)
+        if not entries:
+            return None
+        entry = entries[0]
+        return lambda *args: entry.func(*args[: entry.nargs])
+
     def has(self, name: str) -> bool:
         """Whether any handler is registered for ``name``."""
         return name in self._by_name

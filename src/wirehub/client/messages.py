@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from wirehub.codes import ErrorCode
+from wirehub.exceptions import EventError
 from wirehub.protocol import messages as wire
 
 __all__ = [
+    "answer_message",
     "auth_message",
     "emit_message",
     "encode",
@@ -55,6 +58,23 @@ def ping_message(id: int) -> dict[str, Any]:
 def auth_message(token: str, id: int) -> dict[str, Any]:
     """An ``auth`` request: a fresh token, answering the server's ``refresh`` (§13)."""
     return {"type": "auth", "token": token, "id": id}
+
+
+def answer_message(id: int, value: Any, error: BaseException | None) -> dict[str, Any] | bytes:
+    """The answer to the server's call ``id`` (§4): an ``ack`` with ``value`` (binary for
+    bytes), or an ``error`` with an ``EventError``'s code, message and details
+    (``internal_error`` for any other exception: its text stays on this side)."""
+    if error is None:
+        if isinstance(value, bytes | bytearray | memoryview):
+            return wire.pack_binary(wire.encode_json({"type": "ack", "id": id}), bytes(value))
+        return {"type": "ack", "id": id, "data": value}
+    if not isinstance(error, EventError):
+        error = EventError(ErrorCode.INTERNAL_ERROR, "internal error")
+    message: dict[str, Any] = {"type": "error", "id": id, "code": error.code}
+    message["message"] = error.message
+    if error.details is not None:
+        message["details"] = error.details
+    return message
 
 
 def encode(message: dict[str, Any] | bytes) -> bytes:

@@ -53,6 +53,8 @@ class Session:
         self._pending: dict[int, tuple[asyncio.Future[Any], str | None]] = {}
         self.on_refresh: Callable[[float], None] | None = None
         """Called with ``expires_in`` when the server asks for a new token (``refresh``)."""
+        self.on_call: Callable[[int, EventInfo, Any], None] | None = None
+        """Called with the id, the ``EventInfo`` and the data of a call from the server."""
 
     # -- requests --------------------------------------------------------------
 
@@ -155,6 +157,10 @@ class Session:
     def _event(self, message: wire.Event, payload: bytes | None) -> None:
         info = EventInfo(message.event, message.room, message.epoch, message.offset)
         item = (info, payload if payload is not None else message.data)
+        if message.id is not None:
+            if self.on_call is not None:
+                self.on_call(message.id, *item)
+            return
         if message.room is None:
             self.deliver([item])
             return

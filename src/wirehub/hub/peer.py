@@ -13,8 +13,9 @@ import secrets
 from typing import Any
 
 from wirehub.codes import CloseCode, ErrorCode
-from wirehub.exceptions import EventError, Reject
+from wirehub.exceptions import ConfigError, ConnectionClosed, EventError, Reject
 from wirehub.http.messages import Request
+from wirehub.hub.calls import Calls
 from wirehub.hub.credentials import Credentials
 from wirehub.hub.eager import run_eagerly
 from wirehub.hub.fanout import log_context
@@ -41,6 +42,7 @@ class Peer:
 
     __slots__ = (
         "_backlog",
+        "_calls",
         "_closed",
         "_credentials",
         "_limiter",
@@ -70,6 +72,7 @@ class Peer:
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._credentials: Credentials | None = None  # with token authentication
+        self._calls: Calls | None = None  # made at the first ``call``
         self._limiter = node.limiter()  # None unless per-peer rate limits are set
 
     def __repr__(self) -> str:
@@ -102,6 +105,25 @@ class Peer:
         """Send an event to this peer only."""
         body, binary = wire.event_body(event, data)
         self.send(*wire.event_message(body, binary))
+
+    async def call(self, event: str, data: Any = None, *, timeout: float | None = 10.0) -> Any:
+        """Send ``event`` to this peer's client and return its answer: the return value
+        of the client's handler of ``event`` (bytes for a binary answer).
+
+        Raises ``CallError`` when the client answers with an error (its
+        handler raised one; ``unknown_event`` when it has no handler,
+        ``internal_error`` when the handler failed), ``CallTimeout`` after
+        ``timeout`` seconds (None: no limit), ``ConnectionClosed`` when the
+        connection closes first, ``TypeError`` for data JSON cannot carry,
+        and ``ConfigError`` before the client's welcome (in the ``connect``
+        handler: the client could not answer before it returns).
+        """
+        if not self.welcomed:
+            raise ConfigError(f"peer.call({event!r}) before the client's welcome")
+        if self._closed:
+            raise ConnectionClosed(CloseCode.ABNORMAL, "the connection is closed")
+        self._calls = self._calls or Calls()
+        return await self._calls.call(self.send, event, data, timeout)
 
     async def join(self, room: str) -> None:
         """Add this peer to ``room``; the server decides, so no authorization runs."""
@@ -279,12 +301,17 @@ class Peer:
             self._track(self._on_leave(request))
         elif type(request) is wire.Auth:
             self._on_auth(request)
+        elif type(request) is wire.Ack or type(request) is wire.Error:
+            if not (self._calls and self._calls.answered(request, payload)):
+                logger.debug("peer %s answered no call (id %s)", self.id, request.id)
         else:
             self._ack(request.id, None)  # ping
 
     def connection_lost(self, code: int, reason: str) -> None:
         self._closed = True
         self._backlog.clear()
+        if self._calls is not None:
+            self._calls.closed(code, reason)
         if self._credentials is not None:
             self._credentials.cancel()
         self.node.gone(self, DisconnectReason(code, reason))

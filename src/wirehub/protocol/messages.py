@@ -5,7 +5,8 @@ Every message is one WebSocket message. JSON messages are text frames with a
 big-endian length N, N bytes of the JSON header (the same message without
 ``data``), then the payload bytes.
 
-Client → server: ``emit``, ``join``, ``leave``, ``ping``, ``auth``.
+Client → server: ``emit``, ``join``, ``leave``, ``ping``, ``auth``, and ``ack``/``error``
+answering an ``event`` the server sent with an ``id`` (a call).
 Server → client: ``welcome``, ``event``, ``ack``, ``error``, ``presence``, ``refresh``, ``gap``.
 """
 
@@ -103,8 +104,6 @@ class Auth(msgspec.Struct, tag="auth", tag_field="type"):
     id: int | None = None
 
 
-ClientMessage = Emit | Join | Leave | Ping | Auth
-
 # -- server → client ---------------------------------------------------------
 
 
@@ -117,11 +116,14 @@ class Welcome(msgspec.Struct, tag="welcome", tag_field="type"):
 
 
 class Event(msgspec.Struct, tag="event", tag_field="type", omit_defaults=True):
+    """An event for the client; with ``id`` a call, which the client answers ``ack``/``error``."""
+
     event: str
     data: Any = None
     room: str | None = None
     epoch: str | None = None
     offset: int | None = None
+    id: int | None = None
 
 
 class Ack(msgspec.Struct, tag="ack", tag_field="type"):
@@ -134,6 +136,10 @@ class Error(msgspec.Struct, tag="error", tag_field="type", omit_defaults=True):
     message: str
     id: int | None = None
     details: dict[str, Any] | None = None
+
+
+# A client answers the server's calls with the server's own answer messages.
+ClientMessage = Emit | Join | Leave | Ping | Auth | Ack | Error
 
 
 class Presence(msgspec.Struct, tag="presence", tag_field="type", omit_defaults=True):
@@ -266,9 +272,15 @@ def event_message(
     binary: bytes | None,
     room: str | None = None,
     position: Position | None = None,
+    request_id: int | None = None,
 ) -> tuple[bytes, bool]:
-    """The full ``event`` message from a body: ``(payload, is_text)``."""
-    if room is None:
+    """The full ``event`` message from a body: ``(payload, is_text)``.
+
+    ``request_id`` makes it a call to one client (never with a room).
+    """
+    if request_id is not None:
+        header = b'{"type":"event","id":%d,%s' % (request_id, body)
+    elif room is None:
         header = _EVENT_HEAD + body
     elif position is None:
         header = _EVENT_HEAD + b'"room":' + _encoder.encode(room) + b"," + body

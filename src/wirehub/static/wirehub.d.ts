@@ -245,7 +245,8 @@ export interface LifecycleEvents {
 /** Event data as received: JSON, or a Uint8Array for a binary event. */
 export type Received = Json | Uint8Array;
 
-export type EventHandler<T = Received> = (data: T, meta: EventMeta) => void;
+/** A server event's handler; the first one of an event answers the server's calls with its value. */
+export type EventHandler<T = Received> = (data: T, meta: EventMeta) => unknown;
 
 export declare class Client {
   constructor(url: string, options?: ConnectOptions);

@@ -251,6 +251,7 @@ class Client {
    * Call `handler` for server event `event` with `(data, meta)`, or for a
    * lifecycle callback: "connect", "disconnect", "reconnecting",
    * "reconnect", "error", "presence", "gap". Returns a function that unregisters it.
+   * An event's first handler answers the server's calls (peer.call) with its value.
    */
   on(event, handler) {
     if (typeof handler !== "function") throw new TypeError("a handler must be a function");
@@ -499,7 +500,8 @@ class Client {
   _event(message, data) {
     const { event, room = null, epoch = null, offset = null } = message;
     const meta = { event, room, epoch, offset };
-    if (room === null || epoch === null || offset === null) this._deliver(meta, data);
+    if (message.id != null) this._called(message.id, meta, data);
+    else if (room === null || epoch === null || offset === null) this._deliver(meta, data);
     else this._arrive(room, { pos: { epoch, offset }, meta, data });
   }
 
@@ -509,6 +511,23 @@ class Client {
       return;
     }
     this._fire(meta.event, data, meta);
+  }
+
+  /** The server calls us (PROTOCOL.md §4): the event's first handler answers with its value. */
+  async _called(id, meta, data) {
+    const ws = this._ws;
+    const handler = !LIFECYCLE.has(meta.event) && (this._handlers.get(meta.event) || [])[0];
+    let reply;
+    try {
+      if (!handler) throw new WirehubError("unknown_event", `no client handler for "${meta.event}"`);
+      reply = encodeMessage({ type: "ack", id }, await handler(data, meta));
+    } catch (error) {
+      const own = error instanceof WirehubError;
+      if (!own) report(error);
+      reply = JSON.stringify({ type: "error", id, code: own ? error.code : "internal_error",
+        message: own ? error.message : "internal error", details: own ? error.details : null });
+    }
+    if (this._ws === ws && this.state === "open") ws.send(reply); // else: the call died with it
   }
 
   // -- room streams (PROTOCOL.md §7) ---------------------------------------------
