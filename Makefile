@@ -19,7 +19,7 @@ $(VENV)/.base: pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base pyproject.toml
-	$(PIP) install -q -e '.[dev,redis,jwt,metrics,bench,examples,asgi]'
+	$(PIP) install -q -e '.[dev,redis,jwt,metrics,bench,examples,asgi,reload]'
 	touch $@
 
 demo: $(VENV)/.base

@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import re
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trustme
 from click.testing import CliRunner
 
 from tests.conftest import UNIT, connect
@@ -120,3 +123,83 @@ def test_help_lists_commands() -> None:
     assert result.exit_code == 0
     assert "serve" in result.output
     assert "connect" in result.output
+
+
+@pytest.fixture
+def app_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A minimal app file; ``load_app``'s additions to sys.path and sys.modules are undone."""
+    (tmp_path / "cliapp.py").write_text("from wirehub import Hub\nhub = Hub()\n")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))
+    return str(tmp_path / "cliapp.py")
+
+
+def one_line_error(result: Any) -> str:
+    """The error ``wirehub`` printed, checked to be one line without a traceback."""
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+def test_serve_port_out_of_range_is_refused(app_path: str) -> None:
+    """``--port 99999`` is refused, not served on some other port."""
+    result = CliRunner().invoke(main, ["serve", app_path, "--port", "99999"])
+    assert "99999 is not in the range 0<=x<=65535" in one_line_error(result)
+
+
+def test_serve_tls_errors_are_one_line(app_path: str, tmp_path: Path) -> None:
+    """A key that is not the certificate's, or a file that is no certificate, is named."""
+    ca = trustme.CA()
+    one, other = ca.issue_cert("localhost"), ca.issue_cert("localhost")
+    one.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    other.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    runner = CliRunner()
+    certfile, keyfile = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    result = runner.invoke(main, ["serve", app_path, "--certfile", certfile, "--keyfile", keyfile])
+    assert "the key in" in one_line_error(result) and "is not the key of" in result.output
+    result = runner.invoke(main, ["serve", app_path, "--certfile", app_path])
+    assert "is not a certificate in PEM format" in one_line_error(result)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_with_unreachable_redis_fails_at_start(app_path: str, workers: str) -> None:
+    """``--redis`` to a port where no Redis answers stops at start, password hidden."""
+    with socket.socket() as sock:  # a port that is free, then left closed
+        sock.bind(("127.0.0.1", 0))
+        url = f"redis://:s3cret@127.0.0.1:{sock.getsockname()[1]}/0"
+    result = CliRunner().invoke(main, ["serve", app_path, "--workers", workers, "--redis", url])
+    error = one_line_error(result)
+    assert "cannot reach Redis at redis://:***@127.0.0.1" in error
+    assert "s3cret" not in result.output
+
+
+async def test_serve_reload_restarts_on_change(tmp_path: Path) -> None:
+    """``--reload``: editing the app restarts the server, and clients are told 1012."""
+    app = tmp_path / "reloaded.py"
+    app.write_text(RELOADED.format(path="/one"))
+    async with wirehub_process("serve", f"{app}:hub", "--port", "0", "--reload") as process:
+        url = (await served_url(process)).replace("http://", "ws://")
+        async with connect(url + "/one") as ws:
+            app.write_text(RELOADED.format(path="/two"))
+            await asyncio.wait_for(ws.wait_closed(), START)
+            assert ws.close_code == 1012
+        url = (await served_url(process)).replace("http://", "ws://")
+        async with connect(url + "/two") as ws:
+            assert await asyncio.wait_for(ws.recv(), UNIT) == "/two"
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), START) == 0
+
+
+RELOADED = """\
+from wirehub import Hub
+
+hub = Hub()
+
+
+@hub.websocket("{path}")
+async def endpoint(ws):
+    await ws.send("{path}")
+    await ws.wait_closed()
+"""

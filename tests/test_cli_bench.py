@@ -61,3 +61,33 @@ async def test_bench_reports_failures_and_bad_urls() -> None:
         assert "idle_memory" in result.stdout and "--server-pid" in result.stdout
         refused = await _bench(f"wss://127.0.0.1:{s.port}")
         assert refused.returncode == 2 and "ws://host:port" in refused.stderr
+
+
+async def test_bench_checks_the_contract_first() -> None:
+    """A server without the bench endpoints gets one line saying what is missing, exit 1."""
+    hub = Hub()
+
+    @hub.websocket("/echo")
+    async def echo(ws: WebSocket) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async with serve(hub) as s:
+        url = f"ws://127.0.0.1:{s.port}"
+        no_fanout = await _bench(url, "--workloads", "fanout_1k")
+        no_event = await _bench(url, "--workloads", "echo_latency", "--dialect", "wh")
+    for result, missing in (
+        (no_fanout, "GET /fanout?role=sub&room=probe answered HTTP 404"),
+        (no_event, "event 'm' got error 'unknown_event'"),
+    ):
+        assert result.returncode == 1
+        assert result.stdout == "" and "Traceback" not in result.stderr
+        assert result.stderr.count("\n") == 1 and missing in result.stderr
+        assert "bench/" not in result.stderr  # no files a pip user does not have
+
+
+async def test_bench_unknown_workload_is_a_usage_error() -> None:
+    """``--workloads nosuch`` names the known workloads, in one line."""
+    result = await _bench("ws://127.0.0.1:9", "--workloads", "echo_latency,nosuch")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "unknown workload nosuch; choose from echo_latency" in result.stderr

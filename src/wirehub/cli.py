@@ -10,10 +10,12 @@ import dataclasses
 import importlib
 import importlib.util
 import os
+import shlex
 import ssl
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 
@@ -71,7 +73,13 @@ def load_app(target: str) -> Hub:
 @main.command()
 @click.argument("app")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
-@click.option("--port", default=8000, show_default=True, help="Port to bind (0: any free port).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to bind (0: any free port).",
+)
 @click.option(
     "--certfile", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM)."
 )
@@ -125,6 +133,12 @@ def load_app(target: str) -> Hub:
 @click.option(
     "--redis-cluster", is_flag=True, help="URL is a Redis Cluster node (sharded pub/sub)."
 )
+@click.option(
+    "--reload",
+    is_flag=True,
+    help="Development: restart when a .py file under the app's folder changes "
+    "(needs watchfiles: pip install 'wirehub[reload]').",
+)
 @click.option("--metrics", is_flag=True, help="Serve Prometheus metrics at /metrics.")
 @click.option(
     "--metrics-port",
@@ -152,12 +166,16 @@ def serve(
     redis_url: str | None,
     redis_prefix: str,
     redis_cluster: bool,
+    reload: bool,
     metrics: bool,
     metrics_port: int | None,
     admin: bool,
 ) -> None:
     """Serve APP, given as module:attr or path/to/file.py:attr."""
     configure_logging(log_level, "json" if log_format == "json" else "text", access_log=access_log)
+    if reload:
+        _serve_reloading(app, workers)
+        return
     try:
         hub = load_app(app)
     except ConfigError as exc:
@@ -166,12 +184,7 @@ def serve(
         hub.limits = dataclasses.replace(hub.limits, max_message_size=max_message_size)
     if no_compression:
         hub.compression = False
-    context = None
-    if certfile:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(certfile, keyfile)
-    elif keyfile:
-        raise click.UsageError("--keyfile needs --certfile")
+    context = _tls_context(certfile, keyfile)
     if redis_url is not None:
         hub.broker = _redis_broker(redis_url, redis_prefix, redis_cluster)
     if metrics or metrics_port is not None:
@@ -197,15 +210,101 @@ def serve(
         ) from None
 
 
+def _tls_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext | None:
+    """The server's TLS context, or a one-line error naming what is wrong with the files."""
+    if certfile is None:
+        if keyfile is not None:
+            raise click.UsageError("--keyfile needs --certfile")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except ssl.SSLError as exc:
+        pem = Path(certfile).read_bytes()
+        if b"-----BEGIN CERTIFICATE-----" not in pem:
+            problem = f"{certfile} is not a certificate in PEM format"
+        elif "KEY_VALUES_MISMATCH" in str(exc):
+            problem = f"the key in {keyfile or certfile} is not the key of {certfile}'s certificate"
+        elif keyfile is None and b"PRIVATE KEY-----" not in pem:
+            problem = f"{certfile} holds no private key: give it with --keyfile"
+        else:
+            problem = f"cannot load {certfile} and {keyfile or 'its key'}: {exc.reason or exc}"
+        raise click.ClickException(f"TLS: {problem}") from None
+    return context
+
+
 def _redis_broker(url: str, prefix: str, cluster: bool) -> Any:
     try:
         from wirehub.brokers.redis import RedisBroker
     except ImportError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        return RedisBroker(url, prefix=prefix, cluster=cluster)
+        broker = RedisBroker(url, prefix=prefix, cluster=cluster)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--redis") from None
+    _check_redis(url, cluster)
+    return broker
+
+
+def _check_redis(url: str, cluster: bool) -> None:
+    """Fail at start when Redis does not answer (once serving, outages are survived).
+
+    Otherwise workers would start each on its own, unable to reach one another.
+    """
+    import redis
+    from redis.cluster import RedisCluster
+
+    try:
+        factory = RedisCluster if cluster else redis.Redis
+        client = factory.from_url(url, socket_connect_timeout=5.0, socket_timeout=5.0)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, OSError) as exc:
+        raise click.ClickException(f"cannot reach Redis at {_redacted(url)}: {exc}") from None
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password (it may be in a log or a terminal's scrollback)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _serve_reloading(app: str, workers: int) -> None:
+    """Run ``wirehub serve`` without --reload in a child, restarted when a .py file changes.
+
+    The child is stopped with SIGINT (clients are told 1012, "restarting", so
+    they reconnect to the new one). An app that fails to import is reported
+    and tried again at the next change.
+    """
+    if workers > 1:
+        raise click.UsageError("--reload runs one process: leave out --workers")
+    try:
+        from watchfiles import PythonFilter, run_process
+    except ImportError:
+        raise click.ClickException(
+            "--reload needs watchfiles: pip install 'wirehub[reload]'"
+        ) from None
+    location = app.partition(":")[0]
+    is_file = location.endswith(".py") or "/" in location
+    folder = Path(location).resolve().parent if is_file else Path.cwd()
+    argv = [a for a in sys.argv[1:] if a != "--reload"]
+    if "--shutdown-code" not in argv:
+        argv += ["--shutdown-code", "1012"]
+    command = shlex.join([sys.executable, "-m", "wirehub", *argv])
+    click.echo(f"wirehub --reload: watching {folder} for changes to .py files", err=True)
+
+    def changed(changes: set[tuple[Any, str]]) -> None:
+        names = sorted({Path(path).name for _, path in changes})
+        click.echo(f"wirehub --reload: {', '.join(names)} changed; restarting", err=True)
+
+    run_process(
+        folder, target=command, target_type="command", callback=changed, watch_filter=PythonFilter()
+    )
 
 
 def _enable_metrics(hub: Hub, port: int | None) -> None:
@@ -311,41 +410,77 @@ def connect(
     sys.exit(code)
 
 
+BENCH_WORKLOADS = "echo_latency,echo_throughput,fanout_1k,handshakes_seq,handshakes_50"
+
+
 @main.command()
 @click.argument("url")
 @click.option(
     "--workloads",
-    default="echo_latency,echo_throughput,fanout_1k,handshakes_seq,handshakes_50",
+    default=BENCH_WORKLOADS,
     show_default=True,
-    help="Comma-separated; see bench/README.md for all of them.",
+    help="Comma-separated, from: echo_latency, echo_throughput, fanout_1k, fanout_5k, "
+    "fanout_10k, fanout_latency, many_rooms, idle_memory, idle_memory_deflate, "
+    "handshakes_seq, handshakes_50.",
 )
 @click.option(
     "--dialect",
     type=click.Choice(["ws", "wh", "sio"]),
     default="ws",
     show_default=True,
-    help="ws: the plain bench contract; wh: a wirehub event hub; sio: Socket.IO.",
+    help="ws: plain endpoints; wh: a wirehub event hub; sio: Socket.IO.",
 )
 @click.option("--server-pid", type=int, default=0, help="Server pid (same machine): adds CPU/op.")
 @click.option("--quick", is_flag=True, help="Tiny sizes: check the set-up in seconds.")
 def bench(url: str, workloads: str, dialect: str, server_pid: int, quick: bool) -> None:
     """Load-test the server at URL (ws://host:port) with the benchmark workloads.
 
-    The server implements bench/README.md's contract: /echo echoes, /fanout
-    subscribers (?role=sub&room=R) get what publishers (?role=pub) send. With
-    --dialect wh, the same over a wirehub event hub's /ws (bench/servers/
-    wirehub_events.py is one). Run the load generator on another core than the
-    server, or on another machine; `make bench` compares servers side by side.
+    \b
+    The server must answer like this (checked first):
+    --dialect ws   /echo sends each message back; /fanout?role=sub&room=R
+                   subscribers get every message /fanout?role=pub&room=R
+                   publishers send (wirehub.broadcast does it)
+    --dialect wh   a wirehub hub whose event "m" returns its data to peers
+                   of /ws?ep=echo; peers of /ws?ep=fanout&role=sub&room=R
+                   joined to room R, and "m" from role=pub emitted to it
+    --dialect sio  a Socket.IO server with the same two endpoints (?ep=)
+
+    Run the load generator on another core than the server (taskset), or on
+    another machine, and compare servers in the same run.
     """
     from urllib.parse import urlsplit
 
-    from wirehub.loadgen.__main__ import run_workloads
+    from wirehub.loadgen.contract import ContractError, check_contract
+    from wirehub.loadgen.workloads import WORKLOADS
 
     parts = urlsplit(url)
     if parts.scheme != "ws" or not parts.hostname or not parts.port:
         raise click.UsageError("URL is ws://host:port (the load generator does not do TLS)")
     names = [name.strip() for name in workloads.split(",") if name.strip()]
-    results = run_workloads(parts.hostname, parts.port, dialect, names, server_pid, quick)
+    unknown = [name for name in names if name not in WORKLOADS]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"unknown workload {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(WORKLOADS)}",
+            param_hint="--workloads",
+        )
+    fanout = any(name.startswith(("fanout", "many_rooms")) for name in names)
+    try:
+        asyncio.run(check_contract(parts.hostname, parts.port, dialect, fanout))
+    except ContractError as exc:
+        raise click.ClickException(
+            f"{url} does not answer like a bench target (--dialect {dialect}): {exc}; "
+            "see wirehub bench --help"
+        ) from None
+    _run_bench(parts.hostname, parts.port, dialect, names, server_pid, quick)
+
+
+def _run_bench(
+    host: str, port: int, dialect: str, names: list[str], server_pid: int, quick: bool
+) -> None:
+    from wirehub.loadgen.__main__ import run_workloads
+
+    results = run_workloads(host, port, dialect, names, server_pid, quick)
     failed = False
     for result in results:
         failed |= not result.get("ok")

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import resource
 import sys
-import traceback
 
 import uvloop
 
@@ -20,6 +20,8 @@ from .client import Target
 from .workloads import WORKLOADS
 
 __all__ = ["cli", "run_workloads"]
+
+logger = logging.getLogger("wirehub.loadgen")
 
 
 async def run_one(target: Target, pid: int, name: str, quick: bool) -> dict[str, object]:
@@ -34,7 +36,7 @@ async def run_one(target: Target, pid: int, name: str, quick: bool) -> dict[str,
             result["error"] = f"incomplete: {result.get('delivered_pct')}% delivered"
     except Exception as exc:  # report, don't crash: the other workloads still run
         result.update(ok=False, error=f"{type(exc).__name__}: {exc}".strip())
-        traceback.print_exc(file=sys.stderr)
+        logger.debug("workload %s failed", name, exc_info=True)  # cli() shows it
     return result
 
 
@@ -80,6 +82,7 @@ def _raise_fd_limit() -> None:
 
 
 def cli() -> None:
+    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(message)s")
     _raise_fd_limit()
     uvloop.run(main(parse_args()))
 
