@@ -82,6 +82,8 @@ async def test_a_restart_breaks_the_lines(pages: Pages, site: Site) -> None:
     await until_samples(page, before + 3)
     assert await page.evaluate("window.dashboard.gaps()") >= 1
     assert await page.evaluate("window.dashboard.columns[1].includes(null)")
+    # The client reported it (the re-join could not recover the old epoch's samples).
+    await expect(page.locator("#notice")).to_contain_text("some samples are missing")
 
 
 async def test_screenshot_dashboard(pages: Pages, site: Site) -> None:
