@@ -136,3 +136,14 @@ async def test_plain_http_through_nginx(redis_url: str, prefix: str) -> None:
             response = await http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             assert response.status == 200
             assert json.loads(response.body)["broker"]["state"] == "connected"
+
+
+async def test_browser_origin_through_nginx_on_another_port(redis_url: str, prefix: str) -> None:
+    """A page served through nginx on a port other than 80 may connect: its Origin carries
+    the port, and nginx passes Host on with it ($http_host), so the origin check agrees."""
+    async with behind_nginx(redis_url, prefix) as url:
+        port = int(url.split(":")[2].split("/")[0])
+        assert port != 80
+        origin = {"Origin": f"http://127.0.0.1:{port}"}
+        async with await WireClient.open(url, additional_headers=origin) as client:
+            assert (await whoami(client))["node"] in {"node-a", "node-b"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tests.conftest import raw_connection, read_response, serve, upgrade_request
@@ -155,3 +157,19 @@ async def test_a_forged_origin_never_reaches_the_connect_handler() -> None:
         async with await WireClient.open(served.ws("/ws")) as client:
             assert client.welcome["type"] == "welcome"
     assert seen == ["connect"]
+
+
+async def test_origin_refusal_is_logged_at_info_with_what_was_seen(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A refused Origin is logged at INFO with the Origin and Host seen and the proxy hint:
+    behind a proxy that drops the port from Host, this line is the diagnosis."""
+    async with serve(origin_hub()) as served:
+        with caplog.at_level(logging.INFO, logger="wirehub.security"):
+            status = await handshake(
+                served.port, "/echo", "http://chat.example:8080", "chat.example"
+            )
+    assert status == 403
+    [line] = [r.getMessage() for r in caplog.records if "refused (403)" in r.getMessage()]
+    assert "Origin http://chat.example:8080" in line and "Host 'chat.example'" in line
+    assert "proxy_set_header Host $http_host" in line

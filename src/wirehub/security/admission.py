@@ -56,7 +56,18 @@ class Gate:
     def admit(self, request: Request) -> Response | None:
         """None to go on with the handshake (then ``release`` it later), else the refusal."""
         origin = request.headers.get("origin")
-        if origin is not None and not self.origins.allows(origin, request.headers.get("host")):
+        host = request.headers.get("host")
+        if origin is not None and not self.origins.allows(origin, host):
+            # INFO, with what was seen: a proxy that rewrites Host (nginx's
+            # "Host $host" drops the port) refuses every browser this way.
+            logger.info(
+                "handshake from %s refused (403): Origin %s is neither Host %r nor in "
+                "allowed_origins; behind a proxy, pass Host on as the browser sent it "
+                "(nginx: proxy_set_header Host $http_host)",
+                request.client_ip or request.client,
+                origin,
+                host,
+            )
             return self._refuse("refused_origin", request, 403, "origin not allowed")
         if self.max_connections is not None and self.open >= self.max_connections:
             response = self._refuse("refused_capacity", request, 503, "server at capacity")
