@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import UNIT, connect, serve
 from tests.hub.wire import WireClient, expect_nothing
-from wirehub import EventError, Hub, Reject
+from wirehub import ConfigError, EventError, Hub, Reject
 from wirehub.hub.peer import DisconnectReason, Peer
 
 
@@ -496,3 +496,38 @@ async def test_volatile_room_events_are_not_numbered_or_kept() -> None:
         replay = [await c.recv() for _ in range(2)]
         assert [e["data"] for e in replay] == [1, 2]
         assert (await c.recv())["id"] == 7
+
+
+async def test_emit_threadsafe_to_one_peer() -> None:
+    """``emit_threadsafe(..., peer=)`` from a worker thread reaches that peer only."""
+    hub = chat_hub()
+    async with (
+        serve(hub) as s,
+        await WireClient.open(s.ws("/ws?room=lobby")) as target,
+        await WireClient.open(s.ws("/ws?room=lobby")) as other,
+    ):
+        peer = hub.peers[target.id]
+        for who in (peer, peer.id):  # a Peer or its id
+            future = hub.emit_threadsafe("dm", "hi", peer=who)
+            await asyncio.to_thread(future.result, UNIT)
+            assert (await target.recv())["data"] == "hi"
+        await expect_nothing(other)
+        with pytest.raises(ConfigError, match="not both"):
+            hub.emit_threadsafe("dm", "hi", room="lobby", peer=peer)
+
+
+async def test_setting_an_attribute_on_a_peer_points_to_peer_state(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``peer.username = ...`` fails (a Peer has fixed attributes) with a note: use peer.state."""
+    hub = Hub()
+
+    @hub.on("rename")
+    def rename(peer: Peer, name: str) -> None:
+        peer.username = name  # type: ignore[attr-defined]
+
+    async with serve(hub) as s, await WireClient.open(s.ws("/ws")) as c:
+        reply = await c.call("rename", "ada")
+    assert reply["code"] == "internal_error"
+    [record] = [r for r in caplog.records if r.exc_info]
+    assert "peer.state['username'] = ..." in "".join(record.exc_info[1].__notes__)  # type: ignore[index]

@@ -336,16 +336,28 @@ class Hub:
         data: Any = None,
         *,
         room: str | None = None,
+        peer: str | Peer | None = None,
         exclude: str | None = None,
     ) -> concurrent.futures.Future[wire.Position | None]:
-        """``emit`` from another thread (a Flask view, a worker thread)."""
+        """``emit`` from another thread (a Flask view, a worker thread); it does not wait.
+
+        To every peer, or to ``room`` (``hub.to(room).emit``), or to one
+        ``peer`` (a ``Peer`` or its id, wherever it is connected:
+        ``hub.to_peer(id).emit``). ``exclude`` is a peer id. The returned
+        ``concurrent.futures.Future`` gives the room event's position, or
+        raises what the emit raised (``Unavailable`` when the broker cannot
+        take it). Raises ``ConfigError`` when the hub is not running here.
+        """
+        if room is not None and peer is not None:
+            raise ConfigError("emit_threadsafe: give room= or peer=, not both")
         if self._loop is None:
             raise ConfigError(
                 "the hub is not running in this process (under --workers it runs in the "
                 "workers, not where the app was imported): start producers from an "
                 "@hub.on_startup hook, or emit with wirehub.Emitter"
             )
-        target = Target(self.node, room=room)
+        peer_id = peer.id if isinstance(peer, Peer) else peer
+        target = Target(self.node, room=room, peer=peer_id)
         coro = target.emit(event, data, exclude=exclude)
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 import secrets
 from typing import Any
 
@@ -25,7 +26,7 @@ from wirehub.hub.transport import Transport
 from wirehub.protocol import messages as wire
 from wirehub.protocol.websocket import Message
 
-__all__ = ["DisconnectReason", "Peer"]
+__all__ = ["DisconnectReason", "Peer", "explain_attribute_error"]
 
 logger = logging.getLogger("wirehub.hub")
 
@@ -226,7 +227,8 @@ class Peer:
             )
             self.transport.close(exc.code, exc.reason)
             return
-        except Exception:
+        except Exception as exc:
+            explain_attribute_error(exc)
             logger.exception("connect handler failed; closing with 1011", extra=self.log_context())
             self.transport.close(CloseCode.INTERNAL_ERROR, "internal error")
             return
@@ -350,6 +352,7 @@ class Peer:
         elif isinstance(error, EventError):
             self._error(request.id, error.code, error.message, error.details)
         elif isinstance(error, Exception):
+            explain_attribute_error(error)
             logger.error(
                 "handler for event %r failed",
                 request.event,
@@ -459,3 +462,22 @@ class Peer:
 def _ignore(value: Any, error: BaseException | None) -> None:
     if isinstance(error, Exception):
         logger.error("request failed", exc_info=error)
+
+
+_NO_ATTRIBUTE = re.compile(r"^'Peer' object has no attribute '(\w+)'")
+
+
+def explain_attribute_error(error: BaseException) -> None:
+    """Add a note to ``peer.username = ...``'s AttributeError saying where such data goes.
+
+    A Peer has fixed attributes (``__slots__``: tens of thousands may be
+    connected at once), so per-connection data lives in ``peer.state``.
+    """
+    match = _NO_ATTRIBUTE.match(str(error)) if isinstance(error, AttributeError) else None
+    if match is not None:
+        name = match.group(1)
+        error.add_note(
+            f"a Peer takes no attributes of your own: keep per-connection data in "
+            f"peer.state, a dict (peer.state[{name!r}] = ...); peer.info is what "
+            "presence shows other members"
+        )
