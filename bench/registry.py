@@ -34,6 +34,8 @@ SERVERS: dict[str, Server] = {
     "wirehub_events_metrics": Server(
         "wirehub_events.py", args=("--metrics",), dialect="wh", optional=True
     ),
+    # The same event hub as an ASGI app under uvicorn: the cost of the ASGI host (opt-in).
+    "wirehub_events_uvicorn": Server("wirehub_events_uvicorn.py", dialect="wh", optional=True),
     "websockets": Server("websockets_server.py"),
     "aiohttp": Server("aiohttp_server.py"),
     "picows": Server("picows_server.py", deflate=False),
