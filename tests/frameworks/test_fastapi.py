@@ -9,8 +9,8 @@ import signal
 import pytest
 
 import wirehub
-from tests.asgi.hosts import uvicorn
 from tests.conftest import UNIT, http
+from tests.frameworks.hosts import uvicorn
 from wirehub import ConnectionClosed
 
 APP = "examples.frameworks.fastapi_app:app"

@@ -9,10 +9,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import wirehub
-from tests.asgi.hosts import uvicorn
 from tests.conftest import UNIT, connect, http
+from tests.frameworks.hosts import uvicorn
 
-APP = "tests.asgi.apps:hub"
+APP = "tests.frameworks.apps:hub"
 
 
 async def test_lifespan_runs_hooks_and_background_task() -> None:

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 import wirehub
-from tests.asgi.hosts import post_json, uvicorn
 from tests.conftest import UNIT, http
+from tests.frameworks.hosts import post_json, uvicorn
 
 APP = "examples.frameworks.django_app:application"
 
