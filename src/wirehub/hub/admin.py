@@ -179,13 +179,13 @@ class Admin:
         self.name = secrets.token_urlsafe(6)
         self.started = time.time()
         await self.node.broker.start(self.node)
-        self.hub.node.rooms.listeners[CONTROL_ROOM] = self._heard
+        self.hub.node.channels[CONTROL_ROOM] = self._heard
         await self.hub.node.broker.subscribe(CONTROL_ROOM)
         self.hub.start_background_task(self._report_every_interval())
 
     async def stop(self) -> None:
         await self._tell({"op": "bye", "node": self.name})
-        self.hub.node.rooms.listeners.pop(CONTROL_ROOM, None)
+        self.hub.node.channels.pop(CONTROL_ROOM, None)
         await self.hub.node.broker.unsubscribe(CONTROL_ROOM)
         await self.node.broker.close()
 

@@ -88,9 +88,6 @@ class Rooms:
         self.stats = stats
         self.authorize: JoinAuthorizer | None = None
         self.by_name: dict[str, Room] = {}
-        self.listeners: dict[str, Callable[[Publication], None]] = {}
-        """Rooms this process itself listens to (the admin page's control room): their
-        publications go to the callback; a client cannot name them (check_room_name)."""
         self._of: dict[Member, set[str]] = {}  # each member's rooms
 
     def of(self, member: Member) -> frozenset[str]:
@@ -194,9 +191,6 @@ class Rooms:
         assert publication.room is not None
         room = self.by_name.get(publication.room)
         if room is None:
-            listener = self.listeners.get(publication.room)
-            if listener is not None:
-                listener(publication)
             return
         if publication.presence:
             payload = b'{"type":"presence","room":%s,%s' % (
