@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["CloseCode", "ErrorCode", "is_retryable", "should_reconnect"]
+__all__ = ["CloseCode", "ErrorCode", "can_send", "is_retryable", "should_reconnect"]
 
 
 class CloseCode(enum.IntEnum):
@@ -46,6 +46,15 @@ _FINAL: frozenset[int] = frozenset(
         CloseCode.FORBIDDEN,
     }
 )
+
+
+def can_send(code: int) -> bool:
+    """Whether ``code`` may be sent in a close frame (RFC 6455 §7.4).
+
+    1000 to 1003 and 1007 to 1014 (registered with IANA) and 3000 to 4999; never
+    1004, 1005, 1006 or 1015, which only ever describe a close locally.
+    """
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
 def should_reconnect(code: int) -> bool:

@@ -8,10 +8,44 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["Limits", "Timeouts"]
+__all__ = ["Limits", "Timeouts", "fd_limit", "socket_budget"]
 
 KiB = 1024
 MiB = 1024 * KiB
+
+MAX_CONNECTIONS = 25_000
+"""The default cap on WebSockets (~25 KiB each when idle: ~600 MiB), when file
+descriptors allow it (``Limits.max_connections``)."""
+
+
+def fd_limit() -> int | None:
+    """This process's file-descriptor limit (the soft ``RLIMIT_NOFILE``), None if unbounded."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _default_max_connections() -> int:
+    # One socket per WebSocket; a tenth of the descriptors (at least 64) stays
+    # for HTTP requests, /healthz, the listening sockets, Redis and files.
+    limit = fd_limit()
+    if limit is None:
+        return MAX_CONNECTIONS
+    return max(1, min(MAX_CONNECTIONS, limit - max(64, limit // 10)))
+
+
+def socket_budget() -> int | None:
+    """Connections of any kind the server holds before it refuses new ones (503).
+
+    A few descriptors below the limit (32, or 2 %), so that the refusal and
+    ``/healthz`` can still be answered: past the limit itself, accepting
+    fails and a client sees only a reset.
+    """
+    limit = fd_limit()
+    return None if limit is None else max(1, limit - max(32, limit // 50))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -41,9 +75,11 @@ class Limits:
     max_pending_calls: int | None = 64
     """Handlers of one peer still waiting on something; past this, the server stops
     reading that peer's socket until some finish (flow control, nothing dropped)."""
-    max_connections: int | None = 25_000
+    max_connections: int | None = dataclasses.field(default_factory=_default_max_connections)
     """WebSockets open at once on one server (each costs a socket and some memory);
-    one more handshake is answered 503 before the upgrade."""
+    one more handshake is answered 503 before the upgrade. Default: 25,000, or
+    fewer when the process's file-descriptor limit is lower (the limit less a
+    tenth, at least 64, kept for HTTP, ``/healthz``, Redis and files)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

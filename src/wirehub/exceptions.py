@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from wirehub.codes import can_send
+
 __all__ = [
     "CallError",
     "CallTimeout",
@@ -52,10 +54,15 @@ class Reject(WirehubError):
     """Refuse a connection from a hook.
 
     Before the WebSocket upgrade, ``status`` is the HTTP status sent back
-    (401, 403, 429…). After the upgrade, ``code`` is the close code.
+    (401, 403, 429…). After the upgrade, ``code`` is the close code: one a
+    close frame may carry (``wirehub.codes.can_send``), else the
+    constructor raises ``ConfigError``; a ``reason`` longer than a close
+    frame holds (123 bytes of UTF-8) is cut.
     """
 
     def __init__(self, status: int = 403, reason: str = "forbidden", *, code: int = 1008) -> None:
+        if not can_send(code):  # refused here, where the mistake is, not at the close
+            raise ConfigError(f"Reject(code={code}): not a close code one may send (RFC 6455 §7.4)")
         super().__init__(f"{status} {reason}")
         self.status = status
         self.reason = reason

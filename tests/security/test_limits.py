@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import time
 import zlib
 from typing import Any
@@ -27,6 +28,7 @@ from tests.security.conftest import handshake_status
 from wirehub import Hub, Limits, Peer, Timeouts
 from wirehub.config import Limits as LimitsConfig
 from wirehub.config import Timeouts as TimeoutsConfig
+from wirehub.config import socket_budget
 
 DEFLATE = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
 
@@ -37,9 +39,20 @@ def test_defaults_are_set_and_documented() -> None:
     assert limits.max_message_size == 1 << 20
     assert limits.max_head_size == 16 * 1024 and limits.max_headers == 100
     assert limits.max_rooms_per_peer == 100 and limits.max_pending_calls == 64
-    assert limits.max_connections == 25_000
+    assert limits.max_connections is not None
     assert timeouts.handshake == 10.0 and timeouts.auth == 10.0
     assert timeouts.ping_interval == timeouts.ping_timeout == 20.0
+
+
+def test_max_connections_stays_below_the_fd_limit() -> None:
+    """The default WebSocket cap leaves descriptors for HTTP and /healthz (25,000 at most)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = LimitsConfig().max_connections
+    assert cap is not None and cap <= 25_000
+    if soft != resource.RLIM_INFINITY:
+        assert cap <= soft - 64
+        budget = socket_budget()
+        assert budget is not None and cap < budget < soft
 
 
 def deflate_bomb(inflated: int, wbits: int = 12) -> bytes:

@@ -36,9 +36,14 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import ExtensionParameter, Subprotocol
 
+from wirehub.codes import can_send
+from wirehub.exceptions import ConfigError
+
 __all__ = [
+    "MAX_CLOSE_REASON",
     "Message",
     "WebSocketProtocol",
+    "close_reason",
     "encode_deflated_frame",
     "encode_frame",
     "ping_payload",
@@ -87,6 +92,23 @@ def encode_frame(payload: bytes, text: bool) -> bytes:
 
 _HEADER_16 = struct.Struct("!BBH")
 _HEADER_64 = struct.Struct("!BBQ")
+
+
+MAX_CLOSE_REASON = 123
+"""Bytes of UTF-8 a close frame's reason may hold (125, less the 2-byte code: RFC 6455 §5.5)."""
+
+
+def close_reason(code: int, reason: str) -> str:
+    """``reason`` cut to fit a close frame, at a character boundary; checks ``code``.
+
+    Raises ``ConfigError`` for a code no close frame may carry (1005, 1006,
+    1015, below 1000, 5000 and up: ``wirehub.codes.can_send``), so the
+    application learns of it where it asked, and the connection still closes.
+    """
+    if not can_send(code):
+        raise ConfigError(f"close code {code} cannot be sent (RFC 6455 §7.4)")
+    data = reason.encode("utf-8", "replace")  # a lone surrogate cannot be sent: "?"
+    return data[:MAX_CLOSE_REASON].decode("utf-8", "ignore")  # "ignore" drops a cut character
 
 
 COMPRESSION_THRESHOLD = 256
@@ -302,33 +324,56 @@ class WebSocketProtocol:
         """Queue ``message``, compressed if the client negotiated it and it is not tiny."""
         if self.engine.state is not State.OPEN:
             raise RuntimeError("cannot send: the WebSocket is not open")
-        if isinstance(message, str):
-            self.send_text(message.encode())
-        elif len(message) < COMPRESSION_THRESHOLD or not self.engine.extensions:
-            self.engine.writes.append(encode_frame(message, False))
-        else:
-            self.engine.send_binary(message)
+        self.engine.writes.append(self.frame(message))
 
     def send_text(self, payload: bytes) -> None:
         """Queue a text message given as UTF-8 bytes (e.g. encoded JSON)."""
         if self.engine.state is not State.OPEN:
             raise RuntimeError("cannot send: the WebSocket is not open")
+        self.engine.writes.append(self.text_frame(payload))
+
+    def frame(self, message: Message) -> bytes:
+        """The frame carrying ``message``, compressed if negotiated and not tiny.
+
+        Built whatever the engine's state: the server may still answer the
+        messages that arrived in the same read as the client's close frame
+        (they are written before the close reply); whether to send is the
+        caller's decision.
+        """
+        if isinstance(message, str):
+            return self.text_frame(message.encode())
+        if len(message) < COMPRESSION_THRESHOLD or not self.engine.extensions:
+            return encode_frame(message, False)
+        return self._deflated(Opcode.BINARY, message)
+
+    def text_frame(self, payload: bytes) -> bytes:
+        """Like ``frame``, for a text message given as UTF-8 bytes (e.g. encoded JSON)."""
         if len(payload) < COMPRESSION_THRESHOLD or not self.engine.extensions:
             # An uncompressed frame is always valid (RFC 7692 §6: per message).
-            self.engine.writes.append(encode_frame(payload, True))
-        else:
-            self.engine.send_text(payload)
+            return encode_frame(payload, True)
+        return self._deflated(Opcode.TEXT, payload)
+
+    def _deflated(self, opcode: Opcode, payload: bytes) -> bytes:
+        # What the engine's send_text/send_binary append, without their check
+        # of the state (see ``frame``).
+        return Frame(opcode, payload).serialize(mask=False, extensions=self.engine.extensions)
 
     def send_ping(self, data: bytes = b"") -> None:
         self.engine.send_ping(data)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake (no-op if it already started)."""
+        """Start the closing handshake (no-op if it already started).
+
+        Raises ``ConfigError`` for a code no close frame may carry; a reason
+        too long for one is cut (``close_reason``).
+        """
+        reason = close_reason(code, reason)
         if self.engine.state is State.OPEN:
             self.engine.send_close(code, reason)
 
     def fail(self, code: int, reason: str = "") -> None:
         """Close at once after a fault, without waiting for the client."""
+        reason = close_reason(code, reason)
         if self.engine.state is State.OPEN or self.engine.state is State.CLOSING:
             self.engine.fail(code, reason)
 

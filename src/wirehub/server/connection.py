@@ -4,6 +4,19 @@ An ``asyncio.Protocol``: reads are driven by ``data_received`` (no task per
 message). Outgoing bytes are queued and written once per event-loop tick per
 connection, so a burst of broadcasts costs one ``writelines`` per receiver
 rather than one ``send()`` per frame (DESIGN.md, performance rule 4).
+
+What bounds a connection, whatever the client does (docs/security.md, "Limits"):
+
+- while its unsent bytes are above the write-buffer high-water mark, its
+  socket is not read: answers to its own input (pongs, HTTP responses,
+  acks) cannot pile up faster than it takes them;
+- every close, whoever starts it (the application, the engine after a
+  protocol error, the keepalive, the client, an HTTP ``Connection: close``),
+  ends within ``Timeouts.close``: then the socket is dropped;
+- once the server starts closing a WebSocket, nothing more it reads is
+  handed to the application;
+- the keepalive does not count the time its ping waited behind our own
+  unsent data.
 """
 
 from __future__ import annotations
@@ -21,10 +34,9 @@ from wirehub.http.parser import RequestParser
 from wirehub.http.routing import Router
 from wirehub.hub.transport import Endpoint, Session
 from wirehub.protocol.websocket import (
-    COMPRESSION_THRESHOLD,
     Message,
     WebSocketProtocol,
-    encode_frame,
+    close_reason,
     ping_payload,
 )
 
@@ -56,6 +68,10 @@ class Host(Protocol):
 
     def connection_closed(self) -> None: ...
 
+OVERLOAD_GRACE = 1.0
+"""Seconds a connection past the socket budget gets to send its request (else
+closed): it holds a descriptor the server is short of."""
+
 
 class Connection(asyncio.Protocol):
     """HTTP then WebSocket on one socket; implements the hub's ``Transport``."""
@@ -64,7 +80,8 @@ class Connection(asyncio.Protocol):
         "_admitted",
         "_backlog",
         "_busy",
-        "_deflate",
+        "_close_armed",
+        "_closing",
         "_drain_waiters",
         "_early",
         "_eof",
@@ -74,13 +91,19 @@ class Connection(asyncio.Protocol):
         "_opened",
         "_out",
         "_out_size",
+        "_overloaded",
         "_pending",
+        "_ping_behind",
+        "_ping_end",
+        "_ping_progress",
         "_queued",
+        "_read_stopped",
         "_reading_paused",
         "_request",
         "_rx",
         "_streaming",
         "_timer",
+        "_written",
         "hub",
         "loop",
         "parser",
@@ -114,11 +137,18 @@ class Connection(asyncio.Protocol):
         self._pending: list[Request] = []
         self.writing_paused = False  # unsent bytes above the high-water mark
         self.shares_deflate = False  # takes deflated broadcast frames
-        self._deflate = False  # negotiated permessage-deflate
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._close_armed = False  # the timer now is the close deadline: nothing replaces it
+        self._closing = False  # the server started closing the WebSocket: input is ignored
+        self._read_stopped = False  # the transport's reading is paused (for any reason)
+        self._written = 0  # bytes handed to the transport so far
         self._rx = False  # any bytes received since the last ping
+        self._ping_end = 0  # where the last ping ends in the stream of bytes written
+        self._ping_progress = 0  # bytes sent as of the last look at that ping
+        self._ping_behind = False  # the ping had not left our buffer at the last look
         self._lost = False
+        self._overloaded = False  # past the socket budget: answer /healthz or 503, then close
         self._admitted: Request | None = None  # let through by the hub's Gate: release it
         self._early: list[bytes] | None = None  # bytes read while an admission check runs
         self._streaming: asyncio.Task[None] | None = None  # writing a streamed response
@@ -141,6 +171,13 @@ class Connection(asyncio.Protocol):
             limits, client=client, scheme=scheme, trusted_proxies=self.hub.trusted_proxies
         )
         self.server.connections.add(self)
+        if self.hub.gate.overloaded(len(self.server.connections)):
+            self._overloaded = True  # answered at once, so it holds its descriptor briefly
+            self._set_timer(
+                min(self.hub.timeouts.handshake or OVERLOAD_GRACE, OVERLOAD_GRACE),
+                self._head_timeout,
+            )
+            return
         self._set_timer(self.hub.timeouts.handshake, self._head_timeout)
 
     def data_received(self, data: bytes) -> None:
@@ -163,6 +200,7 @@ class Connection(asyncio.Protocol):
         if self.ws is not None:
             self.ws.receive_eof()
             self._move_protocol_output()
+        self._arm_close()  # the transport closes once its buffer is sent: if ever
         return None  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -186,6 +224,7 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.writing_paused = True
+        self._update_reading()  # a client that does not read is not read either
 
     def resume_writing(self) -> None:
         self.writing_paused = False
@@ -194,6 +233,23 @@ class Connection(asyncio.Protocol):
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Read the socket unless something holds it: the hub's flow control, an
+        admission check still running, or our own unsent bytes above the mark.
+
+        Stopping at the mark bounds every answer to the client's own input —
+        pongs, HTTP responses to pipelined requests, acks and errors — by
+        what it reads, not by what it sends."""
+        stop = self._reading_paused or self.writing_paused or self._early is not None
+        if stop is self._read_stopped or self.transport is None or self._lost:
+            return
+        self._read_stopped = stop
+        if stop:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
 
     # -- HTTP ----------------------------------------------------------------
 
@@ -206,6 +262,9 @@ class Connection(asyncio.Protocol):
             self._pending.append(request)
             return
         self._cancel_timer()
+        if self._overloaded and request.path != "/healthz":
+            self._write_response(self.hub.gate.at_capacity(request), keep_alive=False)
+            return
         if request.is_websocket:
             self._upgrade(request)
             return
@@ -277,7 +336,10 @@ class Connection(asyncio.Protocol):
 
     def _finish_http(self, request: Request, response: Response) -> None:
         keep_alive = (
-            request.keep_alive and self.parser.upgrade_data is None and not self.server.closing
+            request.keep_alive
+            and self.parser.upgrade_data is None
+            and not self.server.closing
+            and not self._overloaded
         )
         self._write_response(response, keep_alive=keep_alive, head_only=request.method == "HEAD")
         if keep_alive and not self._busy:
@@ -296,9 +358,18 @@ class Connection(asyncio.Protocol):
         if response.stream is not None:
             self._queue(b"0\r\n\r\n")  # the head and the chunks went out already
         else:
-            self._queue(response.serialize(keep_alive=keep_alive, head_only=head_only))
+            try:
+                head = response.serialize(keep_alive=keep_alive, head_only=head_only)
+            except ValueError as exc:  # from the application: a bad status or header
+                logger.error("cannot send the response to %s: %s; answering 500", self._client, exc)
+                head = Response.error(500).serialize(keep_alive=keep_alive, head_only=head_only)
+            self._queue(head)
         if not keep_alive:
             self._eof = True
+
+    @property
+    def _client(self) -> tuple[str, int] | None:
+        return self.parser._client
 
     def _head_timeout(self) -> None:
         if self.parser.in_progress:
@@ -377,10 +448,9 @@ class Connection(asyncio.Protocol):
         self, endpoint: Endpoint, request: Request, pending: Awaitable[Response | None]
     ) -> None:
         """Await an async admission check (an auth hook) with reading paused."""
-        assert self.transport is not None
         self._busy = True  # like an async HTTP handler: shutdown lets it finish
         self._early = []
-        self.transport.pause_reading()
+        self._update_reading()
         task = self.loop.create_task(self._await_admission(endpoint, request, pending))
         self.server.tasks.add(task)
         task.add_done_callback(self.server.tasks.discard)
@@ -403,11 +473,8 @@ class Connection(asyncio.Protocol):
         if response is None and self.server.closing:
             response = Response.error(503, "server shutting down")
         if response is not None:
-            self._early = None
-            self._refuse(request, response)
+            self._refuse(request, response)  # reading stays paused
             return
-        assert self.transport is not None
-        self.transport.resume_reading()
         self._accept(endpoint, request)
 
     def _accept(self, endpoint: Endpoint, request: Request) -> None:
@@ -420,6 +487,8 @@ class Connection(asyncio.Protocol):
         handshake = ws.accept(request.path, request.headers)
         self.ws = ws
         self._request = request
+        early = (self.parser.upgrade_data or b"") + b"".join(self._early or ())
+        self._early = None
         self._move_protocol_output()
         self._log_handshake(request, handshake.status_code)
         if handshake.status_code != 101:
@@ -427,21 +496,29 @@ class Connection(asyncio.Protocol):
             return
         self.server.websocket_opened()
         self.shares_deflate = ws.shares_deflate
-        self._deflate = ws.compression
+        self._schedule_ping()  # before the session opens: it may close at once
         self.session = endpoint.open(self)
-        self._schedule_ping()
-        early = (self.parser.upgrade_data or b"") + b"".join(self._early or ())
-        self._early = None
         if early:
             self.data_received(early)
+        self._update_reading()
 
     def _websocket_data(self, data: bytes) -> None:
         assert self.ws is not None
         messages = self.ws.receive_data(data)
         session = self.session
-        if session is not None:
+        # Messages that came before the client's close frame in this read are
+        # still handled, and answered before the close reply (``_open`` holds
+        # until the engine's output moves); after the server began closing,
+        # nothing is.
+        if session is not None and messages:
             for message in messages:
-                session.message_received(message)
+                if self._closing:
+                    break
+                try:
+                    session.message_received(message)
+                except Exception:  # a Session must not raise: contain it to this connection
+                    logger.exception("handling a message from %s failed; closing", self._client)
+                    self.close(CloseCode.INTERNAL_ERROR, "internal error")
         if self.ws.pongs is not None:  # for ws.ping() and ws.latency (hub.websocket)
             pongs, self.ws.pongs = self.ws.pongs, None
             receive = getattr(session, "pong_received", None)
@@ -460,6 +537,9 @@ class Connection(asyncio.Protocol):
                 self._eof = True
                 self._queue(b"")
         self._open = self.ws.open
+        if not self._open:  # closing, whoever started it: it ends in time
+            self._closing = True
+            self._arm_close()
 
     def _schedule_ping(self) -> None:
         interval = self.hub.timeouts.ping_interval
@@ -470,31 +550,51 @@ class Connection(asyncio.Protocol):
         if self.ws is None or not self.ws.open:
             return
         self._rx = False
+        ahead = self.buffered
         self.ws.send_ping(ping_payload(time.monotonic()))  # its pong measures ws.latency
         self._move_protocol_output()
+        self._ping_end = self._written + self._out_size
+        self._ping_progress = self._sent()
+        self._ping_behind = ahead > 0
         timeout = self.hub.timeouts.ping_timeout
         if timeout is not None:
             self._set_timer(timeout, self._check_pong)
 
+    def _sent(self) -> int:
+        """Bytes that left our buffers for the kernel (so far as the transport tells)."""
+        assert self.transport is not None
+        return self._written - self.transport.get_write_buffer_size()
+
     def _check_pong(self) -> None:
         # The pong, or any other data, proves the client is there. While we
         # are not reading (flow control), its pong waits unread: no verdict.
+        timeout = self.hub.timeouts.ping_timeout or 0.0
         if self._rx or self._reading_paused:
             interval = self.hub.timeouts.ping_interval or 0.0
-            timeout = self.hub.timeouts.ping_timeout or 0.0
             self._set_timer(max(interval - timeout, 0.0), self._send_ping)
+            return
+        # The timeout runs from when the ping left our buffer, not from when
+        # it joined the queue behind our own unsent data: a client taking
+        # that data (however slowly) is alive and gets a full timeout once
+        # the ping has left; one taking nothing for a whole timeout is not.
+        sent = self._sent()
+        if sent < self._ping_end and sent > self._ping_progress:
+            self._ping_progress, self._ping_behind = sent, True
+            self._set_timer(timeout, self._check_pong)
+            return
+        if sent >= self._ping_end and self._ping_behind:
+            self._ping_behind = False
+            self._set_timer(timeout, self._check_pong)
             return
         assert self.ws is not None
         logger.info(
             "keepalive: no data from %s within %ss of a ping; closing",
             self._request.client if self._request else None,
-            self.hub.timeouts.ping_timeout,
+            timeout,
         )
+        self._closing = True
         self.ws.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
         self._move_protocol_output()
-
-    def _close_timeout(self) -> None:
-        self._abort()
 
     # -- Transport (what the hub sees) ---------------------------------------
 
@@ -518,25 +618,14 @@ class Connection(asyncio.Protocol):
         return self._out_size + (self.transport.get_write_buffer_size() if self.transport else 0)
 
     def send(self, message: Message) -> None:
-        if isinstance(message, str):
-            self.send_text(message.encode())
-        elif self._open:
-            if len(message) < COMPRESSION_THRESHOLD or not self._deflate:
-                self._send_now(encode_frame(message, False))  # no engine round trip
-            else:
-                assert self.ws is not None
-                self.ws.send(message)
-                self._move_protocol_output()
+        if self._open:
+            assert self.ws is not None
+            self._send_now(self.ws.frame(message))
 
     def send_text(self, payload: bytes) -> None:
-        if not self._open:
-            return
-        if len(payload) < COMPRESSION_THRESHOLD or not self._deflate:
-            self._send_now(encode_frame(payload, True))  # no engine round trip
-        else:
+        if self._open:
             assert self.ws is not None
-            self.ws.send_text(payload)
-            self._move_protocol_output()
+            self._send_now(self.ws.text_frame(payload))
 
     def send_frame(self, frame: bytes) -> None:
         # The fan-out path, once per receiver: ``_queue`` inlined, flags only.
@@ -551,11 +640,18 @@ class Connection(asyncio.Protocol):
             self.flush()
 
     def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake; it ends within ``Timeouts.close``.
+
+        Raises ``ConfigError`` for a code no close frame may carry (checked
+        even when the connection is already closing); a reason longer than
+        123 bytes of UTF-8 is cut at a character boundary.
+        """
+        reason = close_reason(code, reason)
         if self.ws is None or not self.ws.open:
             return
+        self._closing = True
         self.ws.close(code, reason)
         self._move_protocol_output()
-        self._set_timer(self.hub.timeouts.close, self._close_timeout)
 
     async def drain(self) -> None:
         if not self.writing_paused or self._lost:
@@ -565,14 +661,12 @@ class Connection(asyncio.Protocol):
         await waiter
 
     def pause_reading(self) -> None:
-        if self.transport is not None and not self._lost:
-            self._reading_paused = True
-            self.transport.pause_reading()
+        self._reading_paused = True
+        self._update_reading()
 
     def resume_reading(self) -> None:
-        if self.transport is not None and not self._lost:
-            self._reading_paused = False
-            self.transport.resume_reading()
+        self._reading_paused = False
+        self._update_reading()
 
     # -- writing -------------------------------------------------------------
 
@@ -584,6 +678,7 @@ class Connection(asyncio.Protocol):
             self._queue(frame)
             return
         self.transport.write(frame)
+        self._written += len(frame)
         self._backlog = self.transport.get_write_buffer_size()
         self._queued = True  # until the end of the tick: later sends batch
         self.server.mark_dirty(self)
@@ -609,7 +704,7 @@ class Connection(asyncio.Protocol):
         """Write everything queued this tick in one call; called by the server."""
         self._queued = False
         out, self._out = self._out, []
-        self._out_size = 0
+        size, self._out_size = self._out_size, 0
         transport = self.transport
         if transport is None or self._lost:
             return
@@ -618,9 +713,11 @@ class Connection(asyncio.Protocol):
                 transport.write(out[0])
             else:
                 transport.writelines(out)
+            self._written += size
             self._backlog = transport.get_write_buffer_size()
         if self._eof:
-            transport.close()
+            transport.close()  # after sending what it holds: bounded by the close timer
+            self._arm_close()
 
     def shutdown(self, code: int) -> None:
         """Server shutdown: close WebSockets with ``code``, idle HTTP at once."""
@@ -635,12 +732,22 @@ class Connection(asyncio.Protocol):
 
     # -- timers --------------------------------------------------------------
 
+    def _arm_close(self) -> None:
+        """The connection is closing: drop it if it has not closed within ``Timeouts.close``."""
+        if not self._close_armed:
+            self._set_timer(self.hub.timeouts.close, self._abort)
+            self._close_armed = True
+
     def _set_timer(self, delay: float | None, callback: Any) -> None:
+        if self._close_armed:  # nothing postpones the end of a close
+            return
         self._cancel_timer()
         if delay is not None and not self._lost:
             self._timer = self.loop.call_later(delay, callback)
 
     def _cancel_timer(self) -> None:
+        if self._close_armed and not self._lost:
+            return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
