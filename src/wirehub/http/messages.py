@@ -7,6 +7,7 @@ import email.utils
 import functools
 import http
 import json
+import re
 import types
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -19,6 +20,7 @@ from wirehub.http.proxy import TrustedProxies, parse_ip
 __all__ = ["Headers", "Request", "Response"]
 
 NO_PARAMS: Mapping[str, str] = types.MappingProxyType({})  # shared: most routes have none
+_UNSAFE = re.compile(r"[\r\n\x00]")
 
 
 @dataclasses.dataclass(eq=False)
@@ -107,6 +109,8 @@ class Response:
         return cls(status, f"{status} {phrase}\n{detail}".rstrip().encode() + b"\n")
 
     def serialize(self, *, keep_alive: bool, head_only: bool = False) -> bytes:
+        """The response's bytes; raises ``ValueError`` for a status that is not an HTTP
+        status, or a header that is not Latin-1 or holds CR, LF or NUL."""
         status = http.HTTPStatus(self.status)
         lines = [
             f"HTTP/1.1 {status.value} {status.phrase}",
@@ -120,7 +124,10 @@ class Response:
         elif self.status not in (204, 304):
             lines.append(f"Content-Length: {len(self.body)}")
             lines.append(f"Content-Type: {self.content_type}")
-        lines.extend(f"{name}: {value}" for name, value in self.headers)
+        for name, value in self.headers:
+            if _UNSAFE.search(name) or _UNSAFE.search(value):  # response splitting
+                raise ValueError(f"header {name!r}: CR, LF and NUL are not allowed in headers")
+            lines.append(f"{name}: {value}")
         if not keep_alive:
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -22,6 +22,7 @@ What bounds a connection, whatever the client does (docs/security.md, "Limits"):
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import logging
 import time
@@ -134,7 +135,7 @@ class Connection(asyncio.Protocol):
         self._queued = False  # in the server's dirty list
         self._eof = False  # close the socket after the next flush
         self._busy = False  # an async HTTP handler is running
-        self._pending: list[Request] = []
+        self._pending: collections.deque[Request] = collections.deque()  # held back, in order
         self.writing_paused = False  # unsent bytes above the high-water mark
         self.shares_deflate = False  # takes deflated broadcast frames
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -233,6 +234,8 @@ class Connection(asyncio.Protocol):
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+        if self._pending:
+            self._run_pending()
         self._update_reading()
 
     def _update_reading(self) -> None:
@@ -258,9 +261,15 @@ class Connection(asyncio.Protocol):
             # An earlier request ended the connection ("Connection: close"):
             # requests pipelined after it are not processed (RFC 9112 §9.6).
             return
-        if self._busy:
+        if self._busy or self._pending or self.writing_paused:
+            # Answers go out in request order: none while a handler runs, and
+            # none while the client has not taken the ones before (a pipelined
+            # flood of requests for a big page would otherwise buffer them all).
             self._pending.append(request)
             return
+        self._handle_http(request)
+
+    def _handle_http(self, request: Request) -> None:
         self._cancel_timer()
         if self._overloaded and request.path != "/healthz":
             self._write_response(self.hub.gate.at_capacity(request), keep_alive=False)
@@ -289,10 +298,12 @@ class Connection(asyncio.Protocol):
             return
         self._busy = False
         self._finish_http(request, response)
-        pending_requests, self._pending = self._pending, []
-        for queued in pending_requests:
-            if not self._lost:
-                self._http_request(queued)
+        self._run_pending()
+
+    def _run_pending(self) -> None:
+        """Handle the requests held back, in order, as long as nothing holds them."""
+        while self._pending and not (self._busy or self.writing_paused or self._eof or self._lost):
+            self._handle_http(self._pending.popleft())
         if self.parser.error is not None:
             self._answer_parse_error()
 
@@ -304,7 +315,12 @@ class Connection(asyncio.Protocol):
         """
         assert response.stream is not None
         keep_alive = request.keep_alive and not self.server.closing
-        self._queue(response.serialize(keep_alive=keep_alive))
+        try:
+            self._queue(response.serialize(keep_alive=keep_alive))
+        except ValueError as exc:  # from the application: a bad status or header
+            logger.error("cannot send the response to %s: %s; answering 500", self._client, exc)
+            self._write_response(Response.error(500), keep_alive=False)
+            return False
         self._streaming = asyncio.current_task()
         try:
             async for chunk in response.stream:
@@ -329,7 +345,7 @@ class Connection(asyncio.Protocol):
         and is skipped if an earlier response already ended the connection.
         """
         error = self.parser.error
-        if error is None or self._busy or self._eof:
+        if error is None or self._busy or self._pending or self._eof:
             return
         self._write_response(error, keep_alive=False)
         logger.info("bad request from %s: %d", self.parser._client, error.status)
