@@ -160,3 +160,11 @@ def test_same_subject() -> None:
     assert auth.same_subject({"sub": "a"}, {"sub": "a", "x": 1})
     assert not auth.same_subject({"sub": "a"}, {"sub": "b"})
     assert not auth.same_subject("a", "a")
+
+
+def test_tokens_without_a_subject_are_never_the_same_subject() -> None:
+    """With no ``sub`` on either side (or an empty one) there is nothing to compare: refused."""
+    auth = JWTAuth(SECRET)
+    assert not auth.same_subject({"name": "a"}, {"name": "a"})
+    assert not auth.same_subject({"sub": ""}, {"sub": ""})
+    assert not auth.same_subject({"sub": None}, {})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+import subprocess
+import sys
 import time
 import zlib
 from typing import Any
@@ -15,6 +17,7 @@ from tests.conftest import (
     TEXT,
     UNIT,
     frame,
+    http,
     raw_connection,
     read_close,
     read_eof,
@@ -25,6 +28,7 @@ from tests.conftest import (
 )
 from tests.hub.wire import WireClient
 from tests.security.conftest import handshake_status
+from tests.services import free_port, wait_listening
 from wirehub import Hub, Limits, Peer, Timeouts
 from wirehub.config import Limits as LimitsConfig
 from wirehub.config import Timeouts as TimeoutsConfig
@@ -238,3 +242,35 @@ async def test_slowloris_handshake_gets_408_even_while_trickling() -> None:
         data = await answered
         assert data.startswith(b"HTTP/1.1 408")
         assert time.monotonic() - start < UNIT
+
+
+async def test_near_the_fd_limit_handshakes_get_503_and_health_answers() -> None:
+    """A server whose fd limit is 256: WebSocket 193 gets 503 (not a reset), and past the socket
+    budget every new connection gets 503 except /healthz, which still answers; logged once."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wirehub", "serve", "examples/echo.py:hub", "--port", str(port)],
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)),
+    )
+    held: list[asyncio.StreamWriter] = []
+    try:
+        await asyncio.to_thread(wait_listening, port, process)
+        for _ in range(192):  # 256 less a tenth, at least 64
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            held.append(writer)
+            writer.write(upgrade_request("/echo"))
+            assert (await read_response(reader, head_only=True)).status == 101
+        status, headers = await handshake_status(port, "/echo")
+        assert (status, headers["retry-after"]) == (503, "5")
+        for _ in range(40):  # idle connections, past the socket budget (224)
+            held.append((await asyncio.open_connection("127.0.0.1", port))[1])
+        health = await http(port, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert health.status == 200 and json.loads(health.body)["websockets"] == 192
+        assert (await http(port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")).status == 503
+    finally:
+        for writer in held:
+            writer.transport.abort()
+        process.terminate()
+        _, errors = await asyncio.to_thread(process.communicate, timeout=10 * UNIT)
+    assert errors.decode().count("server at capacity") == 1, errors.decode()

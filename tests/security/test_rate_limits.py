@@ -160,3 +160,20 @@ async def test_forwarded_address_counts_only_behind_a_trusted_proxy() -> None:
         assert (await handshake_status(served.port, "/ws", first))[0] == 101
         assert (await handshake_status(served.port, "/ws", second))[0] == 101
         assert (await handshake_status(served.port, "/ws", first))[0] == 429
+
+
+async def test_ipv6_clients_are_counted_per_64_prefix() -> None:
+    """Two addresses of one IPv6 /64 share a bucket (a fresh address per handshake buys nothing);
+    another /64 has its own; ``ipv6_prefix=128`` counts each address alone."""
+
+    def forwarded(address: str) -> str:
+        return f"X-Forwarded-For: {address}\r\n"
+
+    for prefix, expected in ((64, [101, 429, 101]), (128, [101, 101, 101])):
+        limits = RateLimits(handshakes_per_ip=Rate(1, per=60.0), ipv6_prefix=prefix)
+        async with serve(Hub(rate_limits=limits, trusted_proxies=["127.0.0.1"])) as served:
+            statuses = [
+                (await handshake_status(served.port, "/ws", forwarded(address)))[0]
+                for address in ("2001:db8:0:1::a", "2001:db8:0:1:ffff::b", "2001:db8:0:2::a")
+            ]
+        assert statuses == expected, prefix

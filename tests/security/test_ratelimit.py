@@ -175,3 +175,17 @@ def test_address_limiter_memory_is_bounded() -> None:
     limiter.admit("192.0.2.1")
     limiter._prune(clock())
     assert len(limiter._buckets) <= 1
+
+
+def test_address_keys_group_ipv6_by_prefix() -> None:
+    """IPv4 addresses are their own key; IPv6 ones their /64 (or the configured prefix)."""
+    limiter = AddressLimiter(RateLimits(connections_per_ip=1))
+    assert limiter.key("192.0.2.7") == "192.0.2.7"
+    assert limiter.key("2001:db8::1") == limiter.key("2001:db8::ffff:1") == "2001:db8::/64"
+    assert limiter.admit("2001:db8::1") is None and limiter.admit("2001:db8::2") == 1.0
+    limiter.release("2001:db8::2")  # the same slot: the /64's one connection
+    assert limiter.open_count("2001:db8::3") == 0
+    wide = AddressLimiter(RateLimits(connections_per_ip=1, ipv6_prefix=48))
+    assert wide.key("2001:db8:0:1::1") == "2001:db8::/48"
+    with pytest.raises(ConfigError):
+        RateLimits(ipv6_prefix=129)

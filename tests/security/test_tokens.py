@@ -17,6 +17,7 @@ from tests.security.conftest import (
 )
 from tests.security.keys import SECRET, token
 from wirehub import Hub, Peer, Timeouts
+from wirehub.security.auth import TokenAuth
 from wirehub.security.jwt import JWTAuth
 
 LEAD = UNIT / 4
@@ -185,3 +186,25 @@ async def test_jwt_end_to_end_with_real_expiry() -> None:
         assert (await closed_with(client.ws, 2 + UNIT))[0] == 4004
         bad = token(key="another-secret-that-is-long-enough-for-hs256")
         assert (await handshake_status(served.port, f"/ws?token={bad}"))[0] == 401
+
+
+async def test_refresh_of_a_token_without_a_subject_closes_4003() -> None:
+    """JWTs with no ``sub``: a refresh cannot show it is the same user, so it is refused (4003)."""
+    auth = JWTAuth(SECRET, refresh_before=1.0)
+    async with serve(token_hub(auth)) as served:
+        client = await open_with_auth(served.ws("/ws"), auth.issue({"name": "ada"}))
+        await client.send({"type": "auth", "token": auth.issue({"name": "eve"}), "id": 5})
+        assert (await closed_with(client.ws))[0] == 4003
+
+
+async def test_default_same_subject_refuses_what_it_cannot_compare() -> None:
+    """The base ``TokenAuth.same_subject``: same ``sub`` or equal plain identities only."""
+
+    class Ids(PlainTokens):
+        same_subject = TokenAuth.same_subject
+
+    auth = Ids()
+    assert auth.same_subject({"sub": "ada", "exp": 1}, {"sub": "ada", "exp": 2})
+    assert not auth.same_subject({"name": "ada"}, {"name": "ada"})
+    assert not auth.same_subject({"sub": "ada"}, "ada")
+    assert auth.same_subject("user-1", "user-1") and not auth.same_subject(None, None)

@@ -24,14 +24,14 @@ import http
 import http.cookies
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from wirehub.codes import CloseCode
 from wirehub.exceptions import Reject
 from wirehub.http.messages import Request, Response
 
-__all__ = ["Admission", "AuthHook", "TokenAuth", "authenticate_request", "refusal"]
+__all__ = ["Admission", "AuthHook", "TokenAuth", "authenticate_request", "refusal", "subject"]
 
 logger = logging.getLogger("wirehub.security")
 
@@ -74,8 +74,15 @@ class TokenAuth(abc.ABC):
         return None
 
     def same_subject(self, old: Any, new: Any) -> bool:
-        """Whether a refreshed identity is the same principal (else the peer is closed)."""
-        return True
+        """Whether a refreshed identity is the same principal (else the peer is closed, 4003).
+
+        By default: two mappings with the same ``sub``, or two equal values
+        that are not mappings (the same user id). Identities with no subject
+        to compare are refused: a refresh must never switch users unseen.
+        """
+        if isinstance(old, Mapping) or isinstance(new, Mapping):
+            return subject(old) is not None and subject(old) == subject(new)
+        return old is not None and old == new
 
     def token_from(self, request: Request) -> str | None:
         """The token a handshake carries, or None."""
@@ -104,6 +111,12 @@ class TokenAuth(abc.ABC):
         if token is None:
             raise Reject(401, "missing token", code=CloseCode.UNAUTHORIZED)
         return self.verify(token)
+
+
+def subject(identity: Any) -> Any:
+    """The ``sub`` claim of a mapping identity (None when absent, empty or not a mapping)."""
+    value = identity.get("sub") if isinstance(identity, Mapping) else None
+    return None if value in (None, "") else value
 
 
 def refusal(exc: Reject) -> Response:

@@ -28,7 +28,7 @@ from typing import Any
 
 from wirehub.codes import CloseCode
 from wirehub.exceptions import ConfigError, Reject
-from wirehub.security.auth import TokenAuth
+from wirehub.security.auth import TokenAuth, subject
 
 try:
     import jwt as pyjwt
@@ -164,10 +164,9 @@ class JWTAuth(TokenAuth):
         return None
 
     def same_subject(self, old: Any, new: Any) -> bool:
-        """A refreshed token must be for the same ``sub``."""
-        if isinstance(old, Mapping) and isinstance(new, Mapping):
-            return old.get("sub") == new.get("sub")
-        return False
+        """A refreshed token must be for the same ``sub``; tokens without one cannot be
+        compared, so their refresh is refused (PROTOCOL.md §13), as another subject's is."""
+        return subject(old) is not None and subject(old) == subject(new)
 
     def issue(self, claims: Mapping[str, Any], *, ttl: float = 300.0, key: Any = None) -> str:
         """Sign a token with ``claims`` valid for ``ttl`` seconds (for a login route, or tests).

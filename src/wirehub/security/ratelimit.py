@@ -14,6 +14,7 @@ bucket refuses, and says how long until it would accept (``retry_after``).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import time
 from collections.abc import Callable, Mapping
 
@@ -116,6 +117,13 @@ class RateLimits:
     """WebSocket handshakes one client address may start (else HTTP 429)."""
     connections_per_ip: int | None = None
     """WebSockets one client address may hold open at once (else HTTP 429)."""
+    ipv6_prefix: int = 64
+    """For the per-address limits, IPv6 clients are grouped by this prefix: one /64 is
+    usually one subscriber (RFC 6177), who could otherwise take a fresh bucket per address."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.ipv6_prefix <= 128:
+            raise ConfigError(f"ipv6_prefix is 0 to 128, not {self.ipv6_prefix}")
 
     @property
     def per_peer(self) -> bool:
@@ -190,6 +198,7 @@ class AddressLimiter:
     def __init__(
         self, limits: RateLimits, clock: Clock = time.monotonic, *, max_tracked: int = 100_000
     ) -> None:
+        self._ipv6_prefix = limits.ipv6_prefix
         self._rate = limits.handshakes_per_ip
         self._max_open = limits.connections_per_ip
         self._clock = clock
@@ -200,6 +209,7 @@ class AddressLimiter:
     def admit(self, address: str) -> float | None:
         """None when a handshake from ``address`` may go on (it then holds a slot until
         ``release``); else the seconds after which to retry (for ``Retry-After``)."""
+        address = self.key(address)
         if self._rate is not None:
             now = self._clock()
             bucket = self._buckets.get(address)
@@ -219,6 +229,7 @@ class AddressLimiter:
 
     def release(self, address: str) -> None:
         """A connection ``admit`` let through has ended."""
+        address = self.key(address)
         count = self._open.get(address)
         if count is None:
             return
@@ -228,7 +239,17 @@ class AddressLimiter:
             self._open[address] = count - 1
 
     def open_count(self, address: str) -> int:
-        return self._open.get(address, 0)
+        return self._open.get(self.key(address), 0)
+
+    def key(self, address: str) -> str:
+        """What ``address`` is counted as: itself (IPv4), or its IPv6 network of the prefix."""
+        if ":" not in address:
+            return address
+        try:
+            network = ipaddress.IPv6Network((address, self._ipv6_prefix), strict=False)
+        except ValueError:
+            return address
+        return str(network)
 
     def _prune(self, now: float) -> None:
         for address in [a for a, b in self._buckets.items() if b.full(now)]:
