@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator
 
-from wirehub import Hub, Limits, Peer, Reject, Request, Response, WebSocket
+from wirehub import Hub, Limits, Peer, Reject, Request, Response, Timeouts, WebSocket
 
 hub = Hub(
     cors_origins=["http://page.example"],
     api_key="secret-key",
-    limits=Limits(max_message_size=1024),
+    limits=Limits(max_message_size=1024, max_buffered=512 * 1024),
+    timeouts=Timeouts(close=1.0),
 )
 
 
@@ -49,6 +51,38 @@ async def echo(ws: WebSocket) -> None:
 @hub.route("/hello")
 def hello(request: Request) -> Response:
     return Response.text(f"hello from {request.path}")
+
+
+@hub.route("/stream")
+def stream(request: Request) -> Response:
+    async def chunks() -> AsyncIterator[bytes]:
+        for part in (b"one ", b"two ", b"three"):
+            await asyncio.sleep(0)
+            yield part
+
+    return Response(stream=chunks())
+
+
+@hub.route("/forever")
+def forever(request: Request) -> Response:
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            yield b"first"
+            await asyncio.Event().wait()
+            yield b"never"
+        finally:
+            print("test app: stream closed", file=sys.stderr, flush=True)
+
+    return Response(stream=chunks())
+
+
+@hub.on("flood")
+async def flood(peer: Peer, count: int) -> int:
+    """``count`` events of 8 KB to room ``flood``, yielding between them as a producer does."""
+    for number in range(count):
+        await hub.to("flood").emit("big", {"n": number, "pad": "x" * 8000})
+        await asyncio.sleep(0)
+    return count
 
 
 @hub.on("whoami")

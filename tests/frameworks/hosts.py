@@ -84,4 +84,14 @@ async def post_json(url: str, data: object) -> tuple[int, object]:
     return await asyncio.to_thread(post)
 
 
+async def get(url: str) -> tuple[int, bytes]:
+    """GET with the standard library's HTTP client (it undoes chunked transfer coding)."""
+
+    def fetch() -> tuple[int, bytes]:
+        with _OPENER.open(url, timeout=STOP) as response:
+            return response.status, response.read()
+
+    return await asyncio.to_thread(fetch)
+
+
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy from the env

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import wirehub
-from tests.conftest import UNIT, connect, http
-from tests.frameworks.hosts import uvicorn
+from tests.conftest import (
+    TEXT,
+    UNIT,
+    connect,
+    frame,
+    http,
+    raw_connection,
+    read_frame,
+    read_response,
+    upgrade_request,
+)
+from tests.frameworks.hosts import get, uvicorn
 
 APP = "tests.frameworks.apps:hub"
 
@@ -83,3 +95,51 @@ async def test_http_api_and_cors() -> None:
         )
         assert other.body == b"hello from /hello"
         assert "access-control-allow-origin" not in other.headers
+
+
+async def test_streamed_responses_and_their_end() -> None:
+    """A streamed route arrives whole (chunked); a client leaving a stream ends its generator."""
+    async with uvicorn(APP) as host:
+        assert await get(host.url + "/stream") == (200, b"one two three")
+        async with raw_connection(host.port) as (reader, writer):
+            writer.write(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b"first" in await asyncio.wait_for(reader.readuntil(b"first"), UNIT)
+        assert host.process.stderr is not None
+        async with asyncio.timeout(5 * UNIT):
+            while b"test app: stream closed" not in await host.process.stderr.readline():
+                pass
+
+
+async def test_a_client_that_stops_reading_is_cut_off_alone() -> None:
+    """Under uvicorn too, a member that does not read is closed (4008); the others get all."""
+    async with uvicorn(APP) as host, wirehub.connect(host.ws("/ws")) as reader:
+        got: list[int] = []
+        reader.on("big", lambda data: got.append(data["n"]))
+        await reader.join("flood")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # not reading shows soon
+        sock.connect(("127.0.0.1", host.port))
+        stalled, writer = await asyncio.open_connection(sock=sock)
+        try:
+            writer.write(upgrade_request("/ws"))
+            assert (await read_response(stalled, head_only=True)).status == 101
+            writer.write(frame(TEXT, b'{"type": "join", "room": "flood", "id": 1}'))
+            while b'"ack"' not in (await read_frame(stalled))[1]:
+                pass  # the welcome, then the join's ack: from now on nothing is read
+            assert await reader.call("flood", 2000, timeout=20 * UNIT) == 2000
+            async with asyncio.timeout(5 * UNIT):
+                while (health := await healthz(host.port))["peers"] != 1:
+                    await asyncio.sleep(0.05)
+        finally:
+            writer.close()
+        assert health["stats"]["slow_consumers"] == 1
+        async with asyncio.timeout(10 * UNIT):
+            while len(got) < 2000:
+                await asyncio.sleep(0.05)
+        assert got == list(range(2000))
+
+
+async def healthz(port: int) -> dict[str, Any]:
+    response = await http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    result: dict[str, Any] = json.loads(response.body)
+    return result

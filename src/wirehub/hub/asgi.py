@@ -167,7 +167,10 @@ class AsgiApp:
         else:
             request.body = body
             response = await self._respond(request)
-        await _send_response(send, response, head=request.method == "HEAD")
+        if response.stream is not None and request.method != "HEAD":
+            await _stream_response(receive, send, request, response)
+        else:
+            await _send_response(send, response, head=request.method == "HEAD")
 
     async def _respond(self, request: Request) -> Response:
         result = respond(self.hub.router, request, health=self.health, cors=self.hub.cors)
@@ -283,6 +286,9 @@ class AsgiTransport:
         self._reading.set()
         self._drained = asyncio.Event()
         self._closing = False
+        self._give_up: asyncio.TimerHandle | None = None
+        self._abandoned = False
+        self._runner = asyncio.current_task()  # the ASGI call serving this connection
 
     @property
     def buffered(self) -> int:
@@ -305,6 +311,15 @@ class AsgiTransport:
             return
         self._closing = True
         self._push({"type": "websocket.close", "code": code, "reason": reason}, 0, force=True)
+        loop = asyncio.get_running_loop()
+        self._give_up = loop.call_later(self._close_timeout, self._abandon)
+
+    def _abandon(self) -> None:
+        """Our close went unanswered for ``Timeouts.close`` (a client that does not
+        read never sees it): stop waiting, so the hub forgets the peer now."""
+        if not self.ended.is_set() and self._runner is not None:
+            self._abandoned = True
+            self._runner.cancel()
 
     async def drain(self) -> None:
         while self.writing_paused and not self.ended.is_set():
@@ -325,31 +340,26 @@ class AsgiTransport:
         code, reason = CloseCode.ABNORMAL, ""
         try:
             while True:
-                message = await self._next(receive)
-                if message is None:  # our close frame went unanswered
-                    break
+                await self._reading.wait()
+                message = await receive()
                 if message["type"] == "websocket.disconnect":
                     code = message.get("code", 1005)  # 1005: no status code (RFC 6455 §7.4.1)
                     reason = message.get("reason") or ""
                     break
                 if message["type"] == "websocket.receive" and not self._closing:
                     self._received(message, session)
+        except asyncio.CancelledError:
+            if not self._abandoned or self._runner is None:
+                raise
+            self._runner.uncancel()  # our own cancellation: the connection just ends
         finally:
+            if self._give_up is not None:
+                self._give_up.cancel()
             self.ended.set()
             self._wake.set()
             self._drained.set()
             writer.cancel()
             session.connection_lost(code, reason)
-
-    async def _next(self, receive: Receive) -> MutableMapping[str, Any] | None:
-        await self._reading.wait()
-        if not self._closing:
-            return await receive()
-        try:
-            async with asyncio.timeout(self._close_timeout):
-                return await receive()
-        except TimeoutError:
-            return None
 
     def _received(self, message: MutableMapping[str, Any], session: Session) -> None:
         data: Message | None = message.get("text")
@@ -433,18 +443,61 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
 async def _send_response(
     send: Send, response: Response, *, head: bool = False, prefix: str = "http"
 ) -> None:
+    await send({"type": f"{prefix}.response.start", **_head(response)})
+    body = b"" if head or response.status in (204, 304) else response.body
+    await send({"type": f"{prefix}.response.body", "body": body})
+
+
+def _head(response: Response) -> dict[str, Any]:
+    """The status and headers of ``response`` as ASGI wants them (framing added)."""
     headers = [
         (name.lower().encode("latin-1"), value.encode("latin-1"))
         for name, value in response.headers
     ]
     if response.status not in (204, 304):
-        headers += [
-            (b"content-type", response.content_type.encode("latin-1")),
-            (b"content-length", str(len(response.body)).encode()),
-        ]
-    await send({"type": f"{prefix}.response.start", "status": response.status, "headers": headers})
-    body = b"" if head or response.status in (204, 304) else response.body
-    await send({"type": f"{prefix}.response.body", "body": body})
+        headers.append((b"content-type", response.content_type.encode("latin-1")))
+        if response.stream is None:  # else the server frames it (chunked)
+            headers.append((b"content-length", str(len(response.body)).encode()))
+    return {"status": response.status, "headers": headers}
+
+
+async def _stream_response(
+    receive: Receive, send: Send, request: Request, response: Response
+) -> None:
+    """Send a streamed response chunk by chunk until it ends or the client leaves.
+
+    The stream is cancelled (its ``finally`` runs) when ``http.disconnect``
+    arrives: a server-sent stream usually never ends by itself.
+    """
+    assert response.stream is not None
+    stream = response.stream
+
+    async def pump() -> None:
+        await send({"type": "http.response.start", **_head(response)})
+        async for chunk in stream:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def left() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    loop = asyncio.get_running_loop()
+    tasks = {loop.create_task(pump()), loop.create_task(left())}
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "the stream answering %s %s failed",
+                request.method,
+                request.path,
+                exc_info=task.exception(),
+            )
 
 
 async def _refuse(scope: Scope, send: Send, response: Response) -> None:
