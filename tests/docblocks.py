@@ -9,10 +9,11 @@ How each block runs, by its language (docs/README.md states the convention):
 
 - ``python``: executed in the shared namespace (``__name__`` is not
   ``"__main__"``, so ``hub.run()`` under that guard does not run; top-level
-  ``await`` runs in a fresh event loop). A block that binds a new ``Hub`` to
-  ``hub`` is saved as ``app.py`` and served (on a free port; the previous one
-  is stopped). ``127.0.0.1:8000`` and ``localhost:8000`` in later blocks
-  mean that server.
+  ``await`` runs in a fresh event loop). When ``print(...)`` lines end with
+  a comment, the comments are what the block must print, in order. A block
+  that binds a new ``Hub`` to ``hub`` is saved as ``app.py`` and served (on
+  a free port; the previous one is stopped). ``127.0.0.1:8000`` and
+  ``localhost:8000`` in later blocks mean that server.
 - ``console``: each ``$ command`` runs in the directory with ``bash``; the
   lines after it are its expected output (each must appear; ``…`` matches
   anything; a JSON object matches any object with the same keys).
@@ -44,6 +45,7 @@ import ast
 import asyncio
 import contextlib
 import dataclasses
+import io
 import json
 import os
 import re
@@ -71,6 +73,7 @@ VENV_BIN = Path(sys.executable).parent
 NOT_CODE = {"", "text"}
 MARKER = re.compile(r"<!--\s*doc-test:\s*(not run|before|in a handler)\b[,:]?\s*(.*?)\s*-->")
 REDIS_EXAMPLE = "redis://10.0.0.5:6379"
+PRINTED = re.compile(r"^\s*print\(.*\)\s+#\s(.+)$", re.M)  # print(x)  # what it prints
 SERVE = re.compile(r"^(\S*/)?wirehub serve\b")
 HOST_PORT = re.compile(r"\b(127\.0\.0\.1|localhost):(8000|8443)\b")
 
@@ -205,10 +208,19 @@ class Session:
         if not run:
             return
         self.namespace["__name__"] = self.module.__name__
-        if code.co_flags & 0x80:  # CO_COROUTINE: top-level await
-            asyncio.run(asyncio.wait_for(eval(code, self.namespace), 30 * UNIT))
-        else:
-            exec(code, self.namespace)
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            if code.co_flags & 0x80:  # CO_COROUTINE: top-level await
+                asyncio.run(asyncio.wait_for(eval(code, self.namespace), 30 * UNIT))
+            else:
+                exec(code, self.namespace)
+        expected = PRINTED.findall(block.source)
+        if expected:
+            lines = printed.getvalue().splitlines()
+            assert len(lines) == len(expected) and all(
+                matches(want.strip(), got.strip())
+                for want, got in zip(expected, lines, strict=True)
+            ), f"{block.where}: printed {lines}, the comments say {expected}"
         hub = self.namespace.get("hub")
         if isinstance(hub, Hub) and hub is not self.served:
             if imports_hub(block.source):  # a whole module, not a fragment
