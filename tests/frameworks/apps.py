@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import AsyncIterator
 
@@ -14,6 +15,13 @@ hub = Hub(
     limits=Limits(max_message_size=1024, max_buffered=512 * 1024),
     timeouts=Timeouts(close=1.0),
 )
+
+if "WIREHUB_TEST_REDIS" in os.environ:  # several uvicorn workers share one hub through Redis
+    from wirehub.brokers.redis import RedisBroker
+
+    hub.broker = RedisBroker(
+        os.environ["WIREHUB_TEST_REDIS"], prefix=os.environ["WIREHUB_TEST_PREFIX"]
+    )
 
 
 async def tick() -> None:
@@ -88,3 +96,8 @@ async def flood(peer: Peer, count: int) -> int:
 @hub.on("whoami")
 def whoami(peer: Peer) -> str:
     return str(peer.user)
+
+
+@hub.on("pid")
+def pid(peer: Peer) -> int:
+    return os.getpid()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import signal
 import sys
 import urllib.request
@@ -45,7 +46,9 @@ class Host:
 
 
 @contextlib.asynccontextmanager
-async def uvicorn(app: str, *options: str) -> AsyncIterator[Host]:
+async def uvicorn(
+    app: str, *options: str, env: dict[str, str] | None = None
+) -> AsyncIterator[Host]:
     """Run ``python -m uvicorn app`` from the repository root until the block ends."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
@@ -58,6 +61,7 @@ async def uvicorn(app: str, *options: str) -> AsyncIterator[Host]:
         "--no-access-log",  # stderr is read only at the end: keep it short
         *options,
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -143,3 +143,32 @@ async def healthz(port: int) -> dict[str, Any]:
     response = await http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     result: dict[str, Any] = json.loads(response.body)
     return result
+
+
+async def test_uvicorn_workers_share_rooms_through_redis(redis_url: str, prefix: str) -> None:
+    """``uvicorn --workers 2``, RedisBroker: each worker runs the lifespan; rooms span both."""
+    env = {"WIREHUB_TEST_REDIS": redis_url, "WIREHUB_TEST_PREFIX": prefix}
+    async with uvicorn(APP, "--workers", "2", env=env) as host:
+        by_pid: dict[int, wirehub.Client] = {}
+        extra: list[wirehub.Client] = []
+        try:
+            async with asyncio.timeout(10 * UNIT):
+                while len(by_pid) < 2:
+                    client = await wirehub.connect(host.ws("/ws"))
+                    pid = await client.call("pid")
+                    if pid in by_pid:
+                        extra.append(client)
+                    else:
+                        by_pid[pid] = client
+            a, b = by_pid.values()
+            got: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+            a.on("big", got.put_nowait)
+            await a.join("flood")
+            assert await b.call("flood", 1) == 1
+            assert (await asyncio.wait_for(got.get(), UNIT))["n"] == 0
+        finally:
+            for client in [*by_pid.values(), *extra]:
+                await client.close()
+        _, stderr = await host.stop()
+    assert stderr.count("test app: startup hooks ran") == 2
+    assert stderr.count("test app: shutdown hooks ran") == 2
