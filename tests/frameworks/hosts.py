@@ -1,4 +1,4 @@
-"""Real ASGI servers in their own processes: ``uvicorn APP`` on a free loopback port."""
+"""Real ASGI servers in their own processes (uvicorn, hypercorn) on a free loopback port."""
 
 from __future__ import annotations
 
@@ -51,15 +51,31 @@ async def uvicorn(
 ) -> AsyncIterator[Host]:
     """Run ``python -m uvicorn app`` from the repository root until the block ends."""
     port = free_port()
+    # --no-access-log: stderr is read only at the end, keep it short.
+    argv = ["uvicorn", app, "--port", str(port), "--no-access-log", *options]
+    async with _serving(argv, port, env) as host:
+        yield host
+
+
+@contextlib.asynccontextmanager
+async def hypercorn(app: str, *options: str) -> AsyncIterator[Host]:
+    """Run ``python -m hypercorn app`` (h11 and wsproto: another ASGI server entirely)."""
+    port = free_port()
+    async with _serving(["hypercorn", app, "--bind", f"127.0.0.1:{port}", *options], port) as host:
+        yield host
+
+
+SERVERS = {"uvicorn": uvicorn, "hypercorn": hypercorn}
+
+
+@contextlib.asynccontextmanager
+async def _serving(
+    argv: list[str], port: int, env: dict[str, str] | None = None
+) -> AsyncIterator[Host]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "uvicorn",
-        app,
-        "--port",
-        str(port),
-        "--no-access-log",  # stderr is read only at the end: keep it short
-        *options,
+        *argv,
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         stdout=asyncio.subprocess.DEVNULL,

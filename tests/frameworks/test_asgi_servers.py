@@ -1,4 +1,5 @@
-"""``uvicorn app:hub``: the hub as the whole ASGI application, with a real uvicorn."""
+"""``uvicorn app:hub``: the hub as the whole ASGI application, with a real uvicorn
+(and, for the basics, a real hypercorn)."""
 
 from __future__ import annotations
 
@@ -22,14 +23,15 @@ from tests.conftest import (
     read_response,
     upgrade_request,
 )
-from tests.frameworks.hosts import get, uvicorn
+from tests.frameworks.hosts import SERVERS, get, uvicorn
 
 APP = "tests.frameworks.apps:hub"
 
 
-async def test_lifespan_runs_hooks_and_background_task() -> None:
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+async def test_lifespan_runs_hooks_and_background_task(server: str) -> None:
     """Lifespan startup runs the hooks; the background task delivers; SIGTERM runs shutdown."""
-    async with uvicorn(APP) as host:
+    async with SERVERS[server](APP) as host:
         async with wirehub.connect(host.ws("/ws")) as client:
             ticks: asyncio.Queue[int] = asyncio.Queue()
             client.on("tick", ticks.put_nowait)
@@ -43,9 +45,10 @@ async def test_lifespan_runs_hooks_and_background_task() -> None:
     assert "Traceback" not in stderr
 
 
-async def test_plain_endpoint_and_limits() -> None:
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+async def test_plain_endpoint_and_limits(server: str) -> None:
     """A plain endpoint echoes text and binary; a message over max_message_size closes 1009."""
-    async with uvicorn(APP) as host, connect(host.ws("/echo")) as ws:
+    async with SERVERS[server](APP) as host, connect(host.ws("/echo")) as ws:
         await ws.send("text")
         assert await asyncio.wait_for(ws.recv(), UNIT) == "text"
         await ws.send(b"\x00\xff")
@@ -56,9 +59,10 @@ async def test_plain_endpoint_and_limits() -> None:
         assert ws.close_code == 1009
 
 
-async def test_authentication_refuses_with_its_status() -> None:
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+async def test_authentication_refuses_with_its_status(server: str) -> None:
     """An authenticate hook's Reject(401) is the handshake's HTTP answer, as natively."""
-    async with uvicorn(APP) as host:
+    async with SERVERS[server](APP) as host:
         with pytest.raises(InvalidStatus) as refused:
             async with connect(host.ws("/echo?token=bad")):
                 pass
