@@ -92,6 +92,18 @@ def require_login(hub: Hub, secret: str) -> None:
         response.headers.append(("Set-Cookie", cookie + secure))
         return response
 
+    @hub.route("/me")
+    def me(request: Request) -> Response:
+        """Who the cookie says you are (200), or 401: the page then points to /login."""
+        token = auth.token_from(request)
+        try:
+            claims = auth.verify(token) if token else None
+        except Exception:
+            claims = None
+        if claims is None:
+            return Response.error(401, "not logged in, or the login expired: see /login")
+        return Response.json({"name": claims["name"]})
+
 
 def create_hub(secret: str | None = None) -> Hub:
     """A new chat hub (the tests make one each, so rooms never leak between them).

@@ -21,6 +21,7 @@ let serverRooms = {}; // name → member count, from the "rooms" call
 let active = null;
 let me = "";
 let hub = null;
+let everConnected = false; // "cannot connect" until the first welcome, "connection lost" after
 let lastTyping = 0;
 const myCids = new Set(); // ids of the messages this page sent
 
@@ -45,8 +46,11 @@ function start(name) {
 
   hub = connect(`/ws?name=${encodeURIComponent(me)}`);
   window.hub = hub; // for the browser console (and the tests)
-  hub.on("connect", () => { renderStatus(); refreshRooms(); measureLatency(); });
-  hub.on("reconnecting", ({ attempt }) => renderStatus(attempt));
+  hub.on("connect", () => { everConnected = true; renderStatus(); refreshRooms(); measureLatency(); });
+  hub.on("reconnecting", ({ attempt }) => {
+    renderStatus(attempt);
+    if (!everConnected && attempt === 1) checkLogin();
+  });
   hub.on("disconnect", ({ code, reason, reconnect }) => {
     renderStatus();
     if (!reconnect) showBanner(`Disconnected (${code}${reason ? ": " + reason : ""}). Reload to try again.`, true);
@@ -272,11 +276,29 @@ function renderStatus(attempt) {
   pill.dataset.state = state;
   pill.textContent = { open: "connected", connecting: "connecting…", reconnecting: "reconnecting…", closed: "offline" }[state];
   if (state === "reconnecting") {
-    showBanner(`Connection lost. Reconnecting…${attempt > 1 ? ` (attempt ${attempt})` : ""}`);
+    const retry = attempt > 1 ? ` (attempt ${attempt})` : "";
+    // A page that never connected has not lost anything: say it cannot connect.
+    showBanner(everConnected ? `Connection lost. Reconnecting…${retry}` : `Cannot connect to the server. Retrying…${retry}`);
   } else if (state === "open") {
     $("banner").hidden = true;
   }
   if (state !== "open") $("latency").textContent = "";
+}
+
+/** Signed-token mode (the hub has /me): a refused handshake may just mean "log in first". */
+async function checkLogin() {
+  let response;
+  try {
+    response = await fetch("/me", { credentials: "same-origin" });
+  } catch {
+    return; // the server is down: "Cannot connect" says it
+  }
+  if (response.status !== 401 || everConnected) return;
+  hub.close();
+  showBanner("You are not logged in, or your login expired.", true);
+  const link = el("a", "", "Log in");
+  link.href = "/login";
+  $("banner-text").append(" ", link);
 }
 
 function showBanner(text, offline = false) {
