@@ -180,3 +180,21 @@ async def test_messages_before_the_welcome_are_handled_after_it(
         }"""
     )
     assert seen == ["connect", "early", "news"]
+
+
+async def test_an_emit_in_the_connect_handler_reaches_the_page(
+    pages: Pages, serve_hub: Serve
+) -> None:
+    """``await peer.emit(...)`` in the ``connect`` handler arrives (the Flask-SocketIO habit)."""
+    hub = room_hub(MemoryBroker())
+
+    @hub.on("connect")
+    async def hello(peer: Peer) -> None:
+        await peer.emit("said", "hello")
+
+    site = await serve_hub(hub)
+    page = await open_page(pages, site)
+    said = await page.evaluate(
+        """() => new Promise((resolve) => wirehub.connect("/ws").on("said", resolve))"""
+    )
+    assert said == "hello"
