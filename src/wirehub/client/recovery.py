@@ -77,7 +77,7 @@ class Streams(Generic[T]):
 
     def notice(self, room: str, position: Position, reason: str) -> list[T | Gap]:
         """A server ``gap`` notice: events up to ``position`` may be missing."""
-        return self._arrive(room, _Entry(position, None, reason or "gap"))
+        return self._arrive(room, _Entry(position, None, reason))
 
     def joined(self, room: str, position: Position, recovered: bool | None = None) -> list[T | Gap]:
         """The join of ``room`` was acknowledged at ``position`` (the room's latest).
