@@ -168,7 +168,7 @@ class Hub:
             self.router.add_websocket(events_path, endpoint)
             if fallback:
                 self.fallback = Fallback(self.node, self.router, self.gate, endpoint, events_path)
-        for name in ("wirehub.js", "wirehub.d.ts"):  # the browser client, from the package
+        for name in ("wirehub.js", "wirehub-http.js", "wirehub.d.ts"):  # the browser client
             self.router.add_http(f"/{name}", {"GET"}, _package_file(STATIC / name))
         if api_key is not None:
             self.router.add_http(EMIT_PATH, {"POST"}, emit_route(self.node, api_key))

@@ -139,7 +139,23 @@ export interface ConnectOptions {
   openTimeout?: number;
   /** Application ping period in ms to detect a dead connection (default 25000); 0 or null: off. */
   heartbeat?: number | null;
+  /**
+   * The transports to use (default all three): WebSocket first; the HTTP
+   * fallback (PROTOCOL.md §14) when WebSocket is missing or keeps failing,
+   * streaming where the path lets bytes through as they come, else
+   * long-polling. `["long-polling"]` forces it. Over the fallback, a token
+   * goes in an `Authorization` header, never in the URL.
+   */
+  transports?: Transport[];
+  /** WebSocket attempts in a row that fail before their welcome, before the fallback (default 2). */
+  fallbackAfter?: number;
+  /** A WebSocket handshake not done within this many ms counts as failed (default 4000). */
+  wsTimeout?: number;
+  /** On the fallback, how often to try a WebSocket again, in ms (default 30000). */
+  probeInterval?: number;
 }
+
+export type Transport = "websocket" | "streaming" | "long-polling";
 
 /** Where an event came from; room events carry their position in the room's stream. */
 export interface EventMeta {
@@ -255,6 +271,8 @@ export declare class Client {
   /** This connection's peer id (new after every reconnect), or null when not open. */
   readonly id: string | null;
   readonly welcome: Welcome | null;
+  /** How the client is connected now (null when not open). */
+  readonly transport: Transport | null;
   /** The rooms joined (and re-joined after a reconnect). */
   readonly rooms: string[];
   readonly queueLimit: number;

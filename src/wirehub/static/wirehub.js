@@ -11,7 +11,8 @@
 // It reconnects with backoff when the close code allows it, re-joins rooms
 // with recovery, checks that room offsets run on by one (a hole is filled
 // by a re-join, or reported to "gap"), queues emits made while
-// disconnected and flushes them after the welcome.
+// disconnected and flushes them after the welcome. Where WebSocket fails,
+// it falls back to HTTP (streaming, or long-polling) and upgrades later.
 
 const PROTOCOL_VERSION = 1;
 
@@ -187,6 +188,12 @@ function resolveUrl(url, token) {
   return resolved.href;
 }
 
+// -- The HTTP fallback (PROTOCOL.md §14) ---------------------------------------
+// In a module of its own, fetched from beside this one the first time a page needs it.
+
+const TRANSPORTS = ["websocket", "streaming", "long-polling"];
+const fallback = () => import(new URL("./wirehub-http.js", import.meta.url).href);
+
 function report(error) {
   // A handler's exception must not break the client: surface it like any
   // uncaught error (the console, window "error" listeners) and go on.
@@ -215,6 +222,12 @@ class Client {
       throw new TypeError('tokenIn is "query" or "message"');
     }
     this.heartbeat = options.heartbeat === undefined ? 25000 : options.heartbeat;
+    this.transports = options.transports || TRANSPORTS;
+    if (!this.transports.every((t) => TRANSPORTS.includes(t))) throw new TypeError(`transports: ${TRANSPORTS}`);
+    this.fallbackAfter = options.fallbackAfter ?? 2;
+    this.wsTimeout = options.wsTimeout ?? 4000;
+    this.probeInterval = options.probeInterval ?? 30000;
+    this._wsFailures = 0; // WebSockets in a row that failed before their welcome
     /** "connecting" → "open" ⇄ "reconnecting" → "closed". */
     this.state = "connecting";
     /** The server's welcome message (peer id, ping interval, limits), once welcomed. */
@@ -233,6 +246,11 @@ class Client {
     this._closing = false;
     this._waiters = [];
     this._open();
+  }
+
+  /** How the client is connected: "websocket", "streaming", "long-polling", or null. */
+  get transport() {
+    return this.state === "open" ? this._ws.kind || "websocket" : null;
   }
 
   /** This connection's peer id (a new one after every reconnect), or null. */
@@ -351,11 +369,11 @@ class Client {
     if (this.state === "closed") return Promise.resolve();
     this._closing = true;
     const ws = this._ws;
+    if (ws) ws.close(1000, reason); // a fallback session closes at once
     const closed = new Promise((resolve) => {
-      if (!ws || ws.readyState === WebSocket.CLOSED) resolve();
+      if (!ws || ws.readyState === 3) resolve();
       else ws.addEventListener("close", () => resolve(), { once: true });
     });
-    if (ws) ws.close(1000, reason);
     this._lost(ws, 1000, reason);
     return closed;
   }
@@ -634,16 +652,47 @@ class Client {
   // -- the connection's life ---------------------------------------------------
 
   async _open() {
-    let token = this.options.token;
-    if (typeof token === "function") {
-      try {
-        token = await token();
-      } catch (error) {
-        report(error);
-        return this._lost(null, 1006, "could not get a token");
-      }
+    let token;
+    try {
+      token = await this._token();
+    } catch (error) {
+      report(error);
+      return this._lost(null, 1006, "could not get a token");
     }
-    if (this._closing) return undefined;
+    let ws;
+    try {
+      ws = this._webSocketFirst() ? this._socket(token) : new (await fallback()).HttpSocket(resolveUrl(this.url), {
+        token, stream: this.transports.includes("streaming"),
+      });
+    } catch (error) {
+      report(error);
+      return this._lost(null, 1006, "could not load wirehub-http.js");
+    }
+    if (this._closing) return ws.close();
+    ws.onmessage = (event) => this._ws === ws && this._receive(event.data);
+    ws.onclose = (event) => this._lost(ws, event.code, event.reason);
+    this._ws = ws;
+    this._timers.open = setTimeout(() => this._drop(ws, "no welcome in time"), this.openTimeout);
+    // A handshake that neither opens nor fails soon is likely held by a proxy.
+    if (!ws.kind) this._timers.ws = setTimeout(() => ws.readyState || this._drop(ws, "no handshake"), this.wsTimeout);
+    return undefined;
+  }
+
+  async _token() {
+    const token = this.options.token;
+    return typeof token === "function" ? token() : token;
+  }
+
+  _wsAllowed() {
+    return typeof WebSocket === "function" && this.transports.includes("websocket");
+  }
+
+  /** WebSocket, unless it is missing, not allowed, or failed `fallbackAfter` times in a row. */
+  _webSocketFirst() {
+    return this._wsAllowed() && (this.transports.length < 2 || this._wsFailures < this.fallbackAfter);
+  }
+
+  _socket(token) {
     const inMessage = this.options.tokenIn === "message";
     const ws = new WebSocket(resolveUrl(this.url, inMessage ? null : token));
     ws.binaryType = "arraybuffer";
@@ -651,16 +700,37 @@ class Client {
       // The first message authenticates; the welcome answers it (PROTOCOL.md §13).
       ws.onopen = () => ws.send(JSON.stringify({ type: "auth", token }));
     }
-    ws.onmessage = (event) => this._ws === ws && this._receive(event.data);
-    ws.onclose = (event) => this._lost(ws, event.code, event.reason);
-    this._ws = ws;
-    this._timers.open = setTimeout(() => this._drop(ws, "no welcome in time"), this.openTimeout);
-    return undefined;
+    return ws;
+  }
+
+  /** On the HTTP fallback: try a WebSocket now and then; when one is welcomed, move to it. */
+  _probe() {
+    clearTimeout(this._timers.probe);
+    if (this._wsAllowed() && this._ws.kind) this._timers.probe = setTimeout(() => this._upgrade(), this.probeInterval);
+  }
+
+  async _upgrade() {
+    const ws = (this._probing = this._socket(await this._token().catch(() => null)));
+    const give = setTimeout(() => ws.close(), this.openTimeout);
+    ws.onclose = () => clearTimeout(give) || this._probe();
+    ws.onmessage = (event) => {
+      clearTimeout(give);
+      ws.onmessage = (e) => this._ws === ws && this._receive(e.data);
+      ws.onclose = (e) => this._lost(ws, e.code, e.reason);
+      const old = this._ws;
+      if (this.state !== "open" || !old.kind || this._pending.size) return this._drop(ws, "busy") || this._probe();
+      // Like a reconnection, without the wait: the rooms are recovered over the WebSocket.
+      old.onclose = null;
+      old.close(1000, "upgraded");
+      clearInterval(this._timers.heartbeat);
+      for (const room of [...this._held.keys()]) this._release(room, true);
+      this._ws = ws;
+      return this._receive(event.data);
+    };
   }
 
   /** Give up on a socket that stopped answering; the loss is handled at once. */
   _drop(ws, reason) {
-    if (ws !== this._ws) return;
     ws.onclose = null;
     ws.close(4000, reason);
     this._lost(ws, 1006, reason);
@@ -668,6 +738,8 @@ class Client {
 
   _welcomed(welcome) {
     clearTimeout(this._timers.open);
+    if (this._ws.kind) this._probe();
+    else this._wsFailures = 0;
     if (welcome.v !== PROTOCOL_VERSION) {
       // PROTOCOL.md §11 asks for 1002, which browsers may not send: 1000, and stop.
       this._why = { code: 1000, reason: `unsupported protocol version ${welcome.v}` };
@@ -760,8 +832,13 @@ class Client {
     if (ws) ws.onmessage = ws.onclose = null;
     this._ws = null;
     clearTimeout(this._timers.open);
+    clearTimeout(this._timers.ws);
+    clearTimeout(this._timers.probe);
     clearInterval(this._timers.heartbeat);
+    if (this._probing) this._drop(this._probing, "lost");
     const wasOpen = this.state === "open";
+    // Failed before the welcome: a WebSocket counts against it; the fallback too: the server is down.
+    if (ws && !wasOpen) this._wsFailures = ws.kind ? this._wsFailures * (code !== 1006) : this._wsFailures + 1;
     this._why = { code, reason };
     const policy = this.reconnectPolicy;
     const again = !this._closing && policy !== null && shouldReconnect(code) &&
