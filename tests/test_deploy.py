@@ -9,7 +9,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +54,12 @@ def site(nodes: list[int], port: int) -> str:
 
 
 @contextlib.contextmanager
-def nginx(nodes: list[int]) -> Iterator[int]:
-    """nginx (foreground, its files in a temporary directory) proxying to ``nodes``."""
+def nginx(nodes: list[int], conf: Callable[[list[int], int], str] = site) -> Iterator[int]:
+    """nginx (foreground, its files in a temporary directory) proxying to ``nodes``;
+    ``conf(nodes, port)`` is its server configuration (docs/deploy/nginx.conf by default)."""
     with tempfile.TemporaryDirectory(prefix="wirehub-nginx-") as directory:
         port = free_port()
-        Path(directory, "wirehub.conf").write_text(site(nodes, port))
+        Path(directory, "wirehub.conf").write_text(conf(nodes, port))
         Path(directory, "nginx.conf").write_text(MAIN.format(dir=directory))
         command = [NGINX, "-p", directory, "-c", f"{directory}/nginx.conf", "-g", "daemon off;"]
         process = subprocess.Popen(command, stderr=subprocess.PIPE)

@@ -274,7 +274,10 @@ function renderStatus(attempt) {
   const state = hub.state;
   const pill = $("status");
   pill.dataset.state = state;
-  pill.textContent = { open: "connected", connecting: "connecting…", reconnecting: "reconnecting…", closed: "offline" }[state];
+  // Over the HTTP fallback (WebSocket blocked on the way, or missing) the pill says so.
+  const open = hub.transport === "websocket" ? "connected" : "connected (HTTP fallback)";
+  pill.textContent = { open, connecting: "connecting…", reconnecting: "reconnecting…", closed: "offline" }[state];
+  pill.title = state === "open" ? `transport: ${hub.transport}` : "";
   if (state === "reconnecting") {
     const retry = attempt > 1 ? ` (attempt ${attempt})` : "";
     // A page that never connected has not lost anything: say it cannot connect.

@@ -71,12 +71,15 @@ class HttpSocket {
     for (let failures = 0; this.readyState === 1; ) {
       const abort = (this._abort = new AbortController());
       const stream = this.kind === "streaming";
+      // A stream whose first bytes are held back (a buffering proxy) turns into polls.
+      this._held = stream && setTimeout(() => ((this.kind = "long-polling"), abort.abort()), 2000);
       try {
         const response = await this._fetch(`poll?ack=${this._ack}${stream ? "&stream=1" : ""}`, { signal: abort.signal });
-        if (response.status === 200 && stream) await this._stream(response.body.getReader(), abort);
+        if (response.status === 200 && stream) await this._stream(response.body.getReader());
         else if (response.status === 200) this._take(new Uint8Array(await response.arrayBuffer()));
         else if (response.status !== 204) this._refused(response.status);
         failures = 0;
+        clearTimeout(this._held);
       } catch (error) {
         if (stream && this.kind !== "streaming") continue; // turned into polls: no failure
         if (++failures > 2) return this._end(1006, "connection lost");
@@ -86,18 +89,15 @@ class HttpSocket {
     return undefined;
   }
 
-  /** Read a stream; one whose bytes are held back (a buffering proxy) turns into polls. */
-  async _stream(reader, abort) {
-    const held = setTimeout(() => ((this.kind = "long-polling"), abort.abort()), 2000);
+  async _stream(reader) {
     let rest = new Uint8Array(0);
     for (let chunk; !(chunk = await reader.read()).done; ) {
-      clearTimeout(held);
+      clearTimeout(this._held);
       const bytes = new Uint8Array(rest.length + chunk.value.length);
       bytes.set(rest);
       bytes.set(chunk.value, rest.length);
       rest = this._take(bytes);
     }
-    clearTimeout(held);
   }
 
   /** Handle the whole records of `bytes`; return the rest. */

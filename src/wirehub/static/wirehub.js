@@ -192,7 +192,12 @@ function resolveUrl(url, token) {
 // In a module of its own, fetched from beside this one the first time a page needs it.
 
 const TRANSPORTS = ["websocket", "streaming", "long-polling"];
-const fallback = () => import(new URL("./wirehub-http.js", import.meta.url).href);
+let fallback = null;
+async function http(attempt) {
+  // A failed import stays failed for its URL: the next attempt asks for another one.
+  const url = new URL(`./wirehub-http.js${attempt ? `?${attempt}` : ""}`, import.meta.url);
+  return (fallback = fallback || (await import(url.href)));
+}
 
 function report(error) {
   // A handler's exception must not break the client: surface it like any
@@ -661,11 +666,10 @@ class Client {
     }
     let ws;
     try {
-      ws = this._webSocketFirst() ? this._socket(token) : new (await fallback()).HttpSocket(resolveUrl(this.url), {
+      ws = this._webSocketFirst() ? this._socket(token) : new (await http(this._attempt)).HttpSocket(resolveUrl(this.url), {
         token, stream: this.transports.includes("streaming"),
       });
     } catch (error) {
-      report(error);
       return this._lost(null, 1006, "could not load wirehub-http.js");
     }
     if (this._closing) return ws.close();
