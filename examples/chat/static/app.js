@@ -275,7 +275,7 @@ function renderStatus(attempt) {
   const pill = $("status");
   pill.dataset.state = state;
   // Over the HTTP fallback (WebSocket blocked on the way, or missing) the pill says so.
-  const open = hub.transport === "websocket" ? "connected" : "connected (HTTP fallback)";
+  const open = hub.transport && hub.transport !== "websocket" ? "connected (HTTP fallback)" : "connected";
   pill.textContent = { open, connecting: "connecting…", reconnecting: "reconnecting…", closed: "offline" }[state];
   pill.title = state === "open" ? `transport: ${hub.transport}` : "";
   if (state === "reconnecting") {

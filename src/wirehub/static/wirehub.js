@@ -255,7 +255,7 @@ class Client {
 
   /** How the client is connected: "websocket", "streaming", "long-polling", or null. */
   get transport() {
-    return this.state === "open" ? this._ws.kind || "websocket" : null;
+    return this.state === "open" && this._ws ? this._ws.kind || "websocket" : null;
   }
 
   /** This connection's peer id (a new one after every reconnect), or null. */
@@ -710,7 +710,7 @@ class Client {
   /** On the HTTP fallback: try a WebSocket now and then; when one is welcomed, move to it. */
   _probe() {
     clearTimeout(this._timers.probe);
-    if (this._wsAllowed() && this._ws.kind) this._timers.probe = setTimeout(() => this._upgrade(), this.probeInterval);
+    if (this._wsAllowed() && this._ws?.kind) this._timers.probe = setTimeout(() => this._upgrade(), this.probeInterval);
   }
 
   async _upgrade() {
@@ -722,7 +722,7 @@ class Client {
       ws.onmessage = (e) => this._ws === ws && this._receive(e.data);
       ws.onclose = (e) => this._lost(ws, e.code, e.reason);
       const old = this._ws;
-      if (this.state !== "open" || !old.kind || this._pending.size) return this._drop(ws, "busy") || this._probe();
+      if (this.state !== "open" || !old?.kind || this._pending.size) return this._drop(ws, "busy") || this._probe();
       // Like a reconnection, without the wait: the rooms are recovered over the WebSocket.
       old.onclose = null;
       old.close(1000, "upgraded");
