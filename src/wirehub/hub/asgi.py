@@ -37,6 +37,7 @@ from wirehub.config import Limits, Timeouts
 from wirehub.http.messages import Request, Response
 from wirehub.http.proxy import TrustedProxies
 from wirehub.http.routing import Router
+from wirehub.hub.fallback import Fallback
 from wirehub.hub.responder import respond
 from wirehub.hub.transport import Endpoint, Session
 from wirehub.protocol.websocket import Message
@@ -61,6 +62,7 @@ class Host(Protocol):
     limits: Limits
     timeouts: Timeouts
     trusted_proxies: TrustedProxies | None
+    fallback: Fallback | None
 
     async def start(self) -> None: ...
 
@@ -105,6 +107,8 @@ class AsgiApp:
         if not self.started:
             return
         self.closing = True
+        if self.hub.fallback is not None:
+            self.hub.fallback.shutdown(CloseCode.GOING_AWAY)
         for transport in list(self.transports):
             transport.close(CloseCode.GOING_AWAY, "server shutting down")
         if self.transports:
