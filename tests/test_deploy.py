@@ -17,8 +17,10 @@ import pytest
 
 from tests.apps.nodes import make_hub
 from tests.conftest import UNIT, http, serve
+from tests.hub.fallback_wire import PollClient
 from tests.hub.wire import WireClient
 from tests.services import free_port, wait_listening
+from wirehub import Hub
 from wirehub.brokers.redis import RedisBroker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,13 +80,19 @@ def nginx(nodes: list[int], conf: Callable[[list[int], int], str] = site) -> Ite
 
 
 @contextlib.asynccontextmanager
-async def behind_nginx(redis_url: str, prefix: str) -> AsyncIterator[str]:
-    """Two nodes trusting nginx on 127.0.0.1, and nginx in front of them: yield its ws URL."""
+async def behind_nginx(
+    redis_url: str, prefix: str, hubs: list[Hub] | None = None
+) -> AsyncIterator[str]:
+    """Two nodes trusting nginx on 127.0.0.1, and nginx in front of them: yield its ws URL.
+
+    The nodes' hubs are appended to ``hubs`` when given."""
     async with contextlib.AsyncExitStack() as stack:
         ports = []
         for name in ("node-a", "node-b"):
             broker = RedisBroker(redis_url, prefix=prefix)
             hub = make_hub(name, broker=broker, trusted_proxies=["127.0.0.1"])
+            if hubs is not None:
+                hubs.append(hub)
             ports.append((await stack.enter_async_context(serve(hub))).port)
         port = stack.enter_context(nginx(ports))
         yield f"ws://127.0.0.1:{port}/ws"
@@ -148,3 +156,26 @@ async def test_browser_origin_through_nginx_on_another_port(redis_url: str, pref
         origin = {"Origin": f"http://127.0.0.1:{port}"}
         async with await WireClient.open(url, additional_headers=origin) as client:
             assert (await whoami(client))["node"] in {"node-a", "node-b"}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["long-polling", "streaming"])
+async def test_fallback_sessions_need_no_stickiness(
+    redis_url: str, prefix: str, stream: bool
+) -> None:
+    """Through nginx (least_conn, no stickiness), a fallback session's polls and POSTs reach
+    both nodes; the other node relays them to the owner, and the session chats with a
+    WebSocket client as if it were one."""
+    hubs: list[Hub] = []
+    async with behind_nginx(redis_url, prefix, hubs) as url:
+        base = url.replace("ws://", "http://")
+        async with (
+            await PollClient.open(base, stream=stream) as poller,
+            await WireClient.open(url) as ws,
+        ):
+            for n in range(5):  # several rounds: requests spread over both nodes
+                await ws.call("say", f"to the fallback {n}")
+                assert (await poller.recv())["data"] == f"to the fallback {n}"
+                await poller.call("say", f"to the websocket {n}")
+                assert (await ws.recv())["data"] == f"to the websocket {n}"
+        assert [hub.stats["fallback_sessions"] for hub in hubs].count(1) == 1
+        assert sum(hub.stats["fallback_relayed"] for hub in hubs) > 0

@@ -60,8 +60,9 @@ class Limits:
     """Largest HTTP request head: request line plus headers (else 431)."""
     max_headers: int = 100
     """Most header fields in one request (else 431)."""
-    max_body_size: int = 1 * MiB
-    """Largest HTTP request body (else 413)."""
+    max_body_size: int = 1 * MiB + 64 * KiB
+    """Largest HTTP request body (else 413). Keep it above ``max_message_size``: an HTTP
+    fallback POST carries a message in a body (PROTOCOL.md §14), with a few bytes more."""
     write_buffer_high: int = 256 * KiB
     """A connection whose unsent bytes pass this is 'behind': sends wait."""
     write_buffer_low: int = 64 * KiB

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import struct
 from typing import Any
@@ -135,7 +136,10 @@ class PollClient:
         async with self._send_lock:
             first = self.seq if seq is None else seq
             response = await self.http.post(
-                f"{self.base}/send", params=self.params(seq=first), data=body, headers=self.headers
+                f"{self.base}/send",
+                params=self.params(seq=first),
+                data=io.BytesIO(body),
+                headers=self.headers,
             )
             await response.read()
             if response.status == 204:

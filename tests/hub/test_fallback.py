@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 from collections.abc import AsyncIterator
 from typing import Any
@@ -278,6 +279,19 @@ async def test_bodies_are_bounded(served: Any) -> None:
         async with await PollClient.open(base(s)) as client:
             assert await client.post(record(BINARY, b"x" * 2000)) == 413
             assert (await client.call("echo", 1))["data"] == 1  # not read: nothing happened
+
+
+async def test_the_largest_message_fits_in_a_post(served: Any) -> None:
+    """With the default limits, a POST carries a message of max_message_size (the body
+    bound leaves room for the record around it)."""
+    s, _ = served
+    async with await PollClient.open(base(s)) as client:
+        header = {"type": "emit", "event": "echo", "id": 1}
+        size = Limits().max_message_size or 0
+        payload = b"x" * (size - 4 - len(json.dumps(header)))  # the message is exactly size
+        await client.send_binary(header, payload)
+        reply = await client.recv()
+        assert (reply["type"], len(reply["_payload"])) == ("ack", len(payload))
 
 
 async def test_the_close_record_is_the_last(served: Any) -> None:
