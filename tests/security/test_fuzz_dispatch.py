@@ -124,6 +124,7 @@ class FakeTransport:
     sent: list[Any] = dataclasses.field(default_factory=list)
     closed: list[tuple[int, str]] = dataclasses.field(default_factory=list)
     paused: bool = False
+    closing: bool = False
 
     def send(self, message: str | bytes) -> None:
         self.sent.append(_decode_out(message))
@@ -136,6 +137,7 @@ class FakeTransport:
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         self.closed.append((code, reason))
+        self.closing = True
 
     async def drain(self) -> None:
         pass
@@ -204,6 +206,19 @@ def expected_id(raw: str | bytes) -> tuple[bool, int | None]:
     return True, None if isinstance(message, wire.Ack | wire.Error) else message.id
 
 
+def readable_id(raw: str | bytes) -> int | None:
+    """The id an error about ``raw`` must carry: an integer ``id`` of a JSON object Python's
+    parser reads (not an ``ack``'s or ``error``'s: those answer the server's calls)."""
+    try:
+        document = json.loads(raw if isinstance(raw, str) else wire.unpack_binary(raw)[0])
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(document, dict) or document.get("type") in ("ack", "error"):
+        return None
+    value = document.get("id")
+    return value if type(value) is int and -(2**63) <= value < 2**63 else None
+
+
 async def check_dispatch(hub: Hub, batch: list[str | bytes]) -> None:
     transport = FakeTransport()
     peer = Peer(hub.node, transport)
@@ -221,8 +236,8 @@ async def check_dispatch(hub: Hub, batch: list[str | bytes]) -> None:
         decodes, request_id = expected_id(raw)
         if not decodes:
             [answer] = answers
-            assert answer["type"] == "error" and "id" not in answer, (raw, out)
-            assert answer["code"] in ("bad_message", "rate_limited"), (raw, out)
+            assert answer["type"] == "error" and answer.get("id") == readable_id(raw), (raw, out)
+            assert answer["code"] in ("bad_message", "invalid_data", "rate_limited"), (raw, out)
         elif request_id is not None:
             assert [m.get("id") for m in answers] == [request_id], (raw, out)
         else:

@@ -40,7 +40,7 @@ from wirehub.http.routing import Router
 from wirehub.hub.fallback import Fallback
 from wirehub.hub.responder import respond
 from wirehub.hub.transport import Endpoint, Session
-from wirehub.protocol.websocket import Message
+from wirehub.protocol.websocket import Message, close_reason
 from wirehub.security.admission import Gate
 from wirehub.security.cors import CorsPolicy
 
@@ -311,6 +311,7 @@ class AsgiTransport:
         self._push(_frame_message(frame), len(frame))
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        reason = close_reason(code, reason)
         if self._closing or self.ended.is_set():
             return
         self._closing = True
@@ -324,6 +325,10 @@ class AsgiTransport:
         if not self.ended.is_set() and self._runner is not None:
             self._abandoned = True
             self._runner.cancel()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing or self.ended.is_set()
 
     async def drain(self) -> None:
         while self.writing_paused and not self.ended.is_set():

@@ -27,7 +27,7 @@ from wirehub.exceptions import Reject
 from wirehub.hub.transport import Transport
 from wirehub.protocol import messages as wire
 from wirehub.protocol.websocket import Message
-from wirehub.security.auth import TokenAuth
+from wirehub.security.auth import TokenAuth, answered
 
 __all__ = ["Credentials", "Holder"]
 
@@ -43,6 +43,9 @@ class Holder(Protocol):
 
     @property
     def connected(self) -> bool: ...
+
+    def send(self, payload: bytes, text: bool) -> None:
+        """Send one protocol message (obeying ``Limits.max_buffered``)."""
 
 
 class Credentials:
@@ -112,7 +115,12 @@ class Credentials:
         identity = self._verify(request.token)
         if identity is None:
             return
-        if not self.auth.same_subject(self.peer.user, identity):
+        try:
+            same = answered(self.auth.same_subject(self.peer.user, identity), "same_subject")
+        except Exception:
+            logger.exception("same_subject failed; refusing the new token")
+            same = False
+        if not same:
             self._close(CloseCode.FORBIDDEN, "the new token is for another subject")
             return
         self.peer.user = identity
@@ -120,12 +128,12 @@ class Credentials:
         if request.id is not None and self.peer.connected:
             expires_in = None if self.expires is None else round(self.expires - time.time(), 3)
             answer = wire.Ack(request.id, {"expires_in": expires_in})
-            self.peer.transport.send_text(wire.encode(answer))
+            self.peer.send(wire.encode(answer), True)
 
     def schedule(self) -> None:
         """Arm the refresh request and the expiry for the current identity."""
         self.cancel()
-        self.expires = self.auth.expires_at(self.peer.user)
+        self.expires = answered(self.auth.expires_at(self.peer.user), "expires_at")
         if self.expires is None:
             return
         remaining = self.expires - time.time()
@@ -139,7 +147,7 @@ class Credentials:
     def _ask(self) -> None:
         if self.expires is not None and self.peer.connected:
             expires_in = round(max(self.expires - time.time(), 0.0), 3)
-            self.peer.transport.send_text(wire.encode(wire.Refresh(expires_in)))
+            self.peer.send(wire.encode(wire.Refresh(expires_in)), True)
 
     def _expired(self) -> None:
         self.stats["tokens_expired"] += 1
@@ -150,7 +158,7 @@ class Credentials:
     def _verify(self, token: str) -> Any:
         """The identity of ``token``, or None after closing the peer for it."""
         try:
-            identity = self.auth.verify(token)
+            identity = answered(self.auth.verify(token), f"{self.auth!r}.verify")
         except Reject as exc:
             self.stats["refused_auth"] += 1
             logger.info(

@@ -97,7 +97,7 @@ class Fanout:
         for member in receivers:  # the hot loop: attribute reads and one call per receiver
             transport = member.transport
             if (
-                (transport.writing_paused and (volatile or self._behind(member, transport)))
+                (transport.writing_paused and (volatile or self.behind(member, transport)))
                 or member.id == exclude
                 or not member.welcomed  # joined by the connect handler, not welcomed yet
             ):
@@ -106,8 +106,12 @@ class Fanout:
             sent += 1
         self.stats["deliveries"] += sent
 
-    def _behind(self, member: Member, transport: Transport) -> bool:
-        """Apply the slow-consumer policy; True when this delivery must be skipped."""
+    def behind(self, member: Member, transport: Transport) -> bool:
+        """Apply the slow-consumer policy; True when this message must be skipped.
+
+        For every write to a member that is behind (``transport.writing_paused``):
+        broadcasts, and each peer's own acks, errors, replays and events.
+        """
         buffered = transport.buffered
         if buffered <= self.limits.max_buffered:
             return False

@@ -7,14 +7,25 @@ TypedDicts, builtins) or pydantic (models, and types built from them such as
 the bad field and the handler never runs. The decoder is built once, when the
 handler is registered; a type neither library can validate is a
 ``ConfigError`` then, not an error per message.
+
+A handler may be a coroutine function, a plain function, or a plain function
+returning an awaitable (an async function under a decorator that is not
+itself ``async``): ``run`` returns what it returns and the caller awaits
+anything awaitable, so no result is ever mistaken for a value. A plain
+function runs on the event loop, so it must not block: one holding the loop
+longer than ``SLOW_HANDLER`` is named in a warning; one registered with
+``blocking=True`` runs in the loop's default thread pool instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import inspect
+import logging
 import re
+import time
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -24,9 +35,18 @@ import msgspec
 from wirehub.codes import ErrorCode
 from wirehub.exceptions import ConfigError, EventError
 
-__all__ = ["Handler", "HandlerSpec"]
+__all__ = ["SLOW_HANDLER", "Handler", "HandlerSpec"]
+
+logger = logging.getLogger("wirehub.hub")
 
 Handler = Callable[..., Any]
+
+SLOW_HANDLER = 0.1
+"""Seconds a plain (sync) handler may hold the event loop before it is named in a
+warning: every other client of the process waited that long."""
+
+WARN_EVERY = 60.0
+"""Seconds between two warnings about the same slow handler."""
 
 _NO_TYPE = object()
 
@@ -40,10 +60,17 @@ class HandlerSpec:
     data_type: Any  # _NO_TYPE: plain JSON (Any)
     is_async: bool
     validate: Callable[[msgspec.Raw], Any] | None = None  # None: plain JSON
+    blocking: bool = False  # run in the thread pool
+    warned: list[float] = dataclasses.field(default_factory=lambda: [-WARN_EVERY])
 
     @classmethod
-    def inspect(cls, func: Handler, *, data: bool = True) -> HandlerSpec:
-        """Read ``func``'s signature; ``data=False`` for lifecycle hooks (no data to validate)."""
+    def inspect(cls, func: Handler, *, data: bool = True, blocking: bool = False) -> HandlerSpec:
+        """Read ``func``'s signature; ``data=False`` for lifecycle hooks (no data to validate).
+
+        ``blocking``: ``func`` is a plain function that may block (file or
+        database I/O, a sleep): it runs in the event loop's default thread
+        pool. Raises ``ConfigError`` for a coroutine function with it.
+        """
         try:
             params = list(inspect.signature(func).parameters.values())
         except (TypeError, ValueError):
@@ -61,8 +88,39 @@ class HandlerSpec:
             if data_type is Any:
                 data_type = _NO_TYPE
         is_async = inspect.iscoroutinefunction(func)
+        if blocking and is_async:
+            raise ConfigError(f"blocking=True is for plain functions; {func!r} is async")
         validate = _validator(data_type, func) if data else None
-        return cls(func, len(positional) == 2, data_type, is_async, validate)
+        return cls(func, len(positional) == 2, data_type, is_async, validate, blocking)
+
+    def run(self, peer: Any, data: Any = None) -> Any:
+        """Call the handler with ``(peer, data)`` or ``(peer)``; return its result, or an
+        awaitable of it (a coroutine, or the thread pool's future when ``blocking``)."""
+        args = (peer, data) if self.takes_data else (peer,)
+        if self.is_async:
+            return self.func(*args)
+        if self.blocking:
+            call = functools.partial(self.func, *args)
+            return asyncio.get_running_loop().run_in_executor(None, call)
+        started = time.perf_counter()
+        result = self.func(*args)
+        held = time.perf_counter() - started
+        if held > SLOW_HANDLER:
+            self._slow(held)
+        return result
+
+    def _slow(self, held: float) -> None:
+        now = time.monotonic()
+        if now - self.warned[0] < WARN_EVERY:
+            return
+        self.warned[0] = now
+        name = getattr(self.func, "__qualname__", repr(self.func))
+        logger.warning(
+            "handler %s held the event loop for %.0f ms: every other client waited; make it "
+            "async, or register it with blocking=True to run it in a thread",
+            name,
+            held * 1000,
+        )
 
     def decode(self, raw: msgspec.Raw, payload: bytes | None) -> Any:
         """The handler's data from the message; raises ``EventError(invalid_data)``."""

@@ -138,6 +138,10 @@ class HttpTransport:
         if self._receiver is None:
             self._idle()
 
+    @property
+    def closing(self) -> bool:
+        return self.closed is not None
+
     async def drain(self) -> None:
         if not self.writing_paused or self.closed is not None:
             return

@@ -6,6 +6,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import inspect
 import logging
 import os
 import ssl as _ssl
@@ -248,7 +249,7 @@ class Hub:
 
     # -- events ------------------------------------------------------------
 
-    def on(self, event: str) -> Callable[[H], H]:
+    def on(self, event: str, *, blocking: bool = False) -> Callable[[H], H]:
         """Register the handler of ``event`` (sync or async).
 
         ``"connect"``: ``(peer, request)``, runs before the client is welcomed;
@@ -256,6 +257,13 @@ class Hub:
         ``(peer, reason)``. Any other name: ``(peer, data)`` or ``(peer)``;
         the return value is the acknowledgement, and ``data`` is validated
         against the annotation of that parameter when it has one.
+
+        A sync handler runs on the event loop: while it runs, no other client
+        of this process is served (one holding the loop over 100 ms is named
+        in a warning). ``blocking=True`` runs a sync handler that blocks
+        (a database driver, ``requests``, ``time.sleep``) in the loop's
+        default thread pool instead; from there, reach peers with
+        ``hub.emit_threadsafe`` (the ``peer`` methods are not thread-safe).
         """
         if not isinstance(event, str) or not event:
             raise ConfigError("an event name is a non-empty string")
@@ -265,7 +273,7 @@ class Hub:
             if event in handlers:
                 raise ConfigError(f"a handler for {event!r} already exists")
             lifecycle = event in ("connect", "disconnect")  # their 2nd argument is not data
-            handlers[event] = HandlerSpec.inspect(handler, data=not lifecycle)
+            handlers[event] = HandlerSpec.inspect(handler, data=not lifecycle, blocking=blocking)
             return handler
 
         return register
@@ -298,6 +306,8 @@ class Hub:
         as ``JWTAuth(...)`` also takes the token from the first message and
         refreshes it on the event endpoint (docs/security.md).
         """
+        if isinstance(hook, TokenAuth) and inspect.iscoroutinefunction(hook.verify):
+            raise ConfigError(f"{hook!r}: TokenAuth.verify must be a plain method, not async")
         self._authenticate = hook
         self.node.token_auth = hook if isinstance(hook, TokenAuth) else None
         return hook

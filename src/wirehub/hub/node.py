@@ -74,7 +74,9 @@ class Node:
         self.channels: dict[str, Callable[[Publication], None]] = {}
         """Internal broker channels: rooms no client can join (a control character in
         the name) whose publications go to a callback, not to peers (hub/relay.py)."""
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        """User code running for peers: handlers, joins, ``disconnect`` handlers (the
+        server's shutdown lets them finish within its deadline)."""
 
     # -- what a peer asks -----------------------------------------------------------
 
@@ -113,8 +115,8 @@ class Node:
         task = asyncio.get_running_loop().create_task(
             self._after_gone(member, reason, rooms, emptied, welcomed)
         )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def _after_gone(
         self,
@@ -129,8 +131,8 @@ class Node:
         if spec is None or not welcomed:
             return
         try:
-            result = spec.func(member, reason) if spec.takes_data else spec.func(member)
-            if spec.is_async:
+            result = spec.run(member, reason)
+            if inspect.isawaitable(result):
                 await result
         except Exception:
             logger.exception("disconnect handler failed", extra=log_context(member))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import logging
 import re
 import secrets
@@ -18,13 +19,13 @@ from wirehub.exceptions import ConfigError, ConnectionClosed, EventError, Reject
 from wirehub.http.messages import Request
 from wirehub.hub.calls import Calls
 from wirehub.hub.credentials import Credentials
-from wirehub.hub.eager import run_eagerly
+from wirehub.hub.eager import EAGER, run_eagerly, started_soon
 from wirehub.hub.fanout import log_context
 from wirehub.hub.handlers import HandlerSpec
 from wirehub.hub.node import DisconnectReason, Node
 from wirehub.hub.transport import Transport
 from wirehub.protocol import messages as wire
-from wirehub.protocol.websocket import Message
+from wirehub.protocol.websocket import Message, close_reason
 
 __all__ = ["DisconnectReason", "Peer", "explain_attribute_error"]
 
@@ -49,6 +50,7 @@ class Peer:
         "_limiter",
         "_pending",
         "_reading_paused",
+        "_starting",
         "_tasks",
         "id",
         "info",
@@ -70,8 +72,9 @@ class Peer:
         self._backlog: collections.deque[Message] = collections.deque()  # not dispatched yet
         self._pending = 0  # handlers and joins still running
         self._reading_paused = False
+        self._starting = False  # 3.11: a task made for a message has not run its first step
         self._closed = False
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = node.tasks  # the node's: shutdown waits for them
         self._credentials: Credentials | None = None  # with token authentication
         self._calls: Calls | None = None  # made at the first ``call``
         self._limiter = node.limiter()  # None unless per-peer rate limits are set
@@ -135,22 +138,34 @@ class Peer:
         await self.node.rooms.leave(self, room)
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
-        """Close the connection; ``disconnect`` handlers run once it is closed."""
-        self.transport.close(code, reason)
+        """Close the connection; ``disconnect`` handlers run once it is closed.
+
+        Nothing the client sends from now on is handled. A ``reason`` over 123
+        bytes of UTF-8 is cut; a ``code`` no close frame may carry (1005,
+        1006, 1015, outside 1000-4999) raises ``ConfigError``.
+        """
+        self.transport.close(code, close_reason(code, reason))
 
     # -- sending -------------------------------------------------------------
 
     def send(self, payload: bytes, text: bool) -> None:
-        """Send one protocol message to this peer (compressed if negotiated)."""
+        """Send one protocol message to this peer (compressed if negotiated).
+
+        Every message to one peer comes here (acks, errors, replays,
+        ``emit``, calls): past ``Limits.max_buffered`` unsent bytes, the
+        slow-consumer policy applies, as for a broadcast (4008, or dropped).
+        """
+        transport = self.transport
+        if transport.writing_paused and self.node.fanout.behind(self, transport):
+            return
         self.node.stats["messages_out"] += 1
         if text:
-            self.transport.send_text(payload)
+            transport.send_text(payload)
         else:
-            self.transport.send(payload)
+            transport.send(payload)
 
     def _reply(self, message: wire.Ack | wire.Error | wire.Welcome) -> None:
-        self.node.stats["messages_out"] += 1
-        self.transport.send_text(wire.encode(message))
+        self.send(wire.encode(message), True)
 
     def _ack(self, request_id: int | None, data: Any) -> None:
         if request_id is None or self._closed:
@@ -159,8 +174,7 @@ class Peer:
             header = wire.encode_json(
                 {"type": "ack", "id": request_id}
             )  # no "data": the payload is
-            self.node.stats["messages_out"] += 1
-            self.transport.send(wire.pack_binary(header, bytes(data)))
+            self.send(wire.pack_binary(header, bytes(data)), False)
             return
         try:
             payload = wire.encode(wire.Ack(request_id, data))
@@ -173,8 +187,7 @@ class Peer:
             )
             self._error(request_id, ErrorCode.INTERNAL_ERROR, "internal error")
             return
-        self.node.stats["messages_out"] += 1
-        self.transport.send_text(payload)
+        self.send(payload, True)
 
     def _error(
         self,
@@ -183,9 +196,15 @@ class Peer:
         message: str,
         details: dict[str, Any] | None = None,
     ) -> None:
-        if not self._closed:
-            self.node.stats["errors"] += 1
-            self._reply(wire.Error(str(code), message, request_id, details))
+        if self._closed:
+            return
+        self.node.stats["errors"] += 1
+        try:
+            payload = wire.encode(wire.Error(str(code), message, request_id, details))
+        except (TypeError, ValueError) as exc:  # an EventError's details JSON cannot carry
+            logger.error("cannot encode the error %s as JSON: %s", code, exc)
+            payload = wire.encode(wire.Error(str(code), message, request_id))
+        self.send(payload, True)
 
     # -- Session: called by the server -----------------------------------------
 
@@ -215,8 +234,8 @@ class Peer:
 
     async def _connect(self, spec: HandlerSpec) -> None:
         try:
-            result = spec.func(self, self.request) if spec.takes_data else spec.func(self)
-            if spec.is_async:
+            result = spec.run(self, self.request)
+            if inspect.isawaitable(result):  # a wrapped coroutine function too: never fail open
                 await result
         except Reject as exc:
             logger.info(
@@ -263,8 +282,8 @@ class Peer:
         if not self.welcomed:
             return
         limit = self.node.limits.max_pending_calls
-        while self._backlog and not self._closed:
-            if limit is not None and self._pending >= limit:
+        while self._backlog and not (self._closed or self.transport.closing):
+            if (limit is not None and self._pending >= limit) or self._starting:
                 return
             self._dispatch(self._backlog.popleft())
         if self._reading_paused:
@@ -272,10 +291,13 @@ class Peer:
             self.transport.resume_reading()
 
     def message_received(self, message: Message) -> None:
-        if not self.welcomed or self._backlog or self._reading_paused:
+        if self.transport.closing:
+            return  # the server (or the client) is closing: nothing more is handled
+        if not self.welcomed or self._backlog or self._reading_paused or self._starting:
             # Before the welcome, or while too many handlers are pending: keep
             # the order, and (past the limit) stop reading the socket. (Paused
-            # too: the rest of a read that crossed the limit waits its turn.)
+            # too: the rest of a read that crossed the limit waits its turn;
+            # and on 3.11 while the task of the message before has not started.)
             if self._credentials is not None and self._credentials.waiting:
                 self._credentials.first(message)
                 return
@@ -293,7 +315,8 @@ class Peer:
             request, payload = wire.decode_client(message)
         except wire.DecodeError as exc:
             logger.info("bad message from peer %s: %s", self.id, exc, extra=self.log_context())
-            self._error(None, ErrorCode.BAD_MESSAGE, f"invalid message: {exc}")
+            details = {"path": "$", "error": str(exc)} if exc.code == "invalid_data" else None
+            self._error(exc.id, exc.code, f"invalid message: {exc}", details)
             return
         if type(request) is wire.Emit:
             self._on_emit(request, payload)
@@ -336,11 +359,11 @@ class Peer:
                 checked = self._checked_emit(spec, request, data)
                 self._track(checked, lambda value, error: self._answer(request, value, error))
                 return
-            result = spec.func(self, data) if spec.takes_data else spec.func(self)
+            result = spec.run(self, data)
         except Exception as exc:
             self._answer(request, None, exc)
             return
-        if spec.is_async:
+        if spec.is_async or inspect.isawaitable(result):
             self._track(result, lambda value, error: self._answer(request, value, error))
         else:
             self._answer(request, result, None)
@@ -372,6 +395,14 @@ class Peer:
             self._pause()
         self._tasks.add(task)
         task.add_done_callback(self._untrack)
+        if not EAGER:  # its first step comes later: the next messages wait for it
+            self._starting = True
+            started_soon(self._started)
+
+    def _started(self) -> None:
+        self._starting = False
+        if self._backlog or self._reading_paused:
+            self._drain_backlog()
 
     def _untrack(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -415,8 +446,10 @@ class Peer:
     async def _checked_emit(self, spec: HandlerSpec, request: wire.Emit, data: Any) -> Any:
         if not await self.node.emit_allowed(self, request.event, data):
             raise EventError(ErrorCode.FORBIDDEN, "not allowed to emit this event")
-        result = spec.func(self, data) if spec.takes_data else spec.func(self)
-        return await result if spec.is_async else result
+        if self._closed or self.transport.closing:
+            return None  # closed while the hook decided: the handler does not run
+        result = spec.run(self, data)
+        return await result if inspect.isawaitable(result) else result
 
     def _on_auth(self, request: wire.Auth) -> None:
         if self._credentials is None:
@@ -438,8 +471,8 @@ class Peer:
             return False
         try:
             request_id = wire.decode_client(message)[0].id
-        except wire.DecodeError:
-            request_id = None
+        except wire.DecodeError as exc:
+            request_id = exc.id
         self._rate_limited(request_id, wait)
         return True
 

@@ -8,7 +8,7 @@ room, the last one to leave unsubscribes it. A ``Peer`` is given the node's
 
 from __future__ import annotations
 
-import asyncio
+import inspect
 import logging
 import re
 from collections.abc import Callable
@@ -89,6 +89,7 @@ class Rooms:
         self.authorize: JoinAuthorizer | None = None
         self.by_name: dict[str, Room] = {}
         self._of: dict[Member, set[str]] = {}  # each member's rooms
+        self._joining: dict[Member, set[str]] = {}  # rooms its joins are still deciding
 
     def of(self, member: Member) -> frozenset[str]:
         """The rooms ``member`` is in."""
@@ -141,15 +142,26 @@ class Rooms:
             raise EventError(ErrorCode.INVALID_DATA, problem, {"path": "$.room", "error": problem})
         joined = self._of.get(member, set())
         if name not in joined:
+            # The room counts against the limit from the check on, across the
+            # awaits below: joins sent together cannot all pass the check first.
+            joining = self._joining.setdefault(member, set())
             limit = self.limits.max_rooms_per_peer
-            if limit is not None and len(joined) >= limit:
+            if limit is not None and name not in joining and len(joined | joining) >= limit:
+                if not joining:
+                    del self._joining[member]
                 raise EventError(
                     ErrorCode.LIMIT_EXCEEDED, f"a peer may be in at most {limit} rooms"
                 )
-            if not await self._authorized(member, name):
-                self.stats["forbidden"] += 1
-                raise EventError(ErrorCode.FORBIDDEN, "not allowed to join this room")
-            await self.join(member, name)
+            joining.add(name)
+            try:
+                if not await self._authorized(member, name):
+                    self.stats["forbidden"] += 1
+                    raise EventError(ErrorCode.FORBIDDEN, "not allowed to join this room")
+                await self.join(member, name)
+            finally:
+                joining.discard(name)
+                if not joining:
+                    self._joining.pop(member, None)
         limit = MAX_HISTORY_REPLAY if since is not None else min(history, MAX_HISTORY_REPLAY)
         kept = await self._holder.broker.history(name, since, limit)
         self._replay(member, name, kept)
@@ -239,7 +251,7 @@ class Rooms:
             return True
         try:
             allowed = self.authorize(member, room)
-            if asyncio.iscoroutine(allowed):
+            if inspect.isawaitable(allowed):  # a Future too: never let a join through unawaited
                 allowed = await allowed
         except Exception:
             logger.exception(

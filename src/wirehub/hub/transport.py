@@ -51,7 +51,16 @@ class Transport(Protocol):
         """Queue a frame built once for many receivers (see ``encode_frame``)."""
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake; the session hears ``connection_lost`` later."""
+        """Start the closing handshake; the session hears ``connection_lost`` later.
+
+        A reason longer than a close frame holds (123 bytes) is cut; a code
+        no close frame may carry raises ``ConfigError`` (``close_reason``).
+        """
+
+    @property
+    def closing(self) -> bool:
+        """True once a close started, whichever side started it: from then on
+        nothing the client sends is handled (the session is not given it)."""
 
     async def drain(self) -> None:
         """Wait until the write buffer is below its low-water mark (or closed)."""

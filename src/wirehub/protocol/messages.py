@@ -12,10 +12,13 @@ Server → client: ``welcome``, ``event``, ``ack``, ``error``, ``presence``, ``r
 
 from __future__ import annotations
 
+import json
 import struct
 from typing import Any
 
 import msgspec
+
+from wirehub.codes import ErrorCode
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -47,7 +50,22 @@ _BINARY_HEADER = struct.Struct("!I")
 
 
 class DecodeError(ValueError):
-    """A message that is not valid for the protocol; ``str()`` says why."""
+    """A message that is not valid for the protocol; ``str()`` says why.
+
+    ``id`` is the message's request id when it can still be read, so the
+    error answering it carries it and the caller is not left waiting.
+    ``code`` is the error code to answer with: ``bad_message``, or
+    ``invalid_data`` for JSON whose text no UTF-8 can carry (a lone
+    surrogate such as ``"\\ud83d"``, left by slicing a string between the
+    two halves of an emoji: JSON parsers accept it, Unicode does not).
+    """
+
+    def __init__(
+        self, message: str, *, id: int | None = None, code: str = ErrorCode.BAD_MESSAGE
+    ) -> None:
+        super().__init__(message)
+        self.id = id
+        self.code = code
 
 
 class Position(msgspec.Struct, frozen=True):
@@ -228,7 +246,29 @@ def _decode(decoder: msgspec.json.Decoder[Any], message: str | bytes) -> tuple[A
     try:
         return decoder.decode(message), payload
     except msgspec.DecodeError as exc:
-        raise DecodeError(str(exc)) from None
+        raise _explained(message, str(exc)) from None
+
+
+def _explained(message: str | bytes, problem: str) -> DecodeError:
+    """The error for a message msgspec refused, with its id if Python's parser can read it."""
+    try:
+        document = json.loads(message)
+    except (ValueError, RecursionError):
+        return DecodeError(problem)
+    request_id = document.get("id") if isinstance(document, dict) else None
+    if type(request_id) is not int or not -(2**63) <= request_id < 2**63:
+        request_id = None
+    elif document.get("type") in ("ack", "error"):
+        request_id = None  # the id of a call of the server's: not one the client waits on
+    try:
+        json.dumps(document, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        surrogate = f"\\u{ord(exc.object[exc.start]):04x}"
+        text = f"a string holds a lone surrogate ({surrogate}): not Unicode text"
+        return DecodeError(text, id=request_id, code=ErrorCode.INVALID_DATA)
+    except (ValueError, RecursionError):
+        pass
+    return DecodeError(problem, id=request_id)
 
 
 def encode_client(message: msgspec.Struct, payload: bytes | None = None) -> str | bytes:

@@ -31,7 +31,15 @@ from wirehub.codes import CloseCode
 from wirehub.exceptions import Reject
 from wirehub.http.messages import Request, Response
 
-__all__ = ["Admission", "AuthHook", "TokenAuth", "authenticate_request", "refusal", "subject"]
+__all__ = [
+    "Admission",
+    "AuthHook",
+    "TokenAuth",
+    "answered",
+    "authenticate_request",
+    "refusal",
+    "subject",
+]
 
 logger = logging.getLogger("wirehub.security")
 
@@ -113,6 +121,17 @@ class TokenAuth(abc.ABC):
         return self.verify(token)
 
 
+def answered(value: Any, what: str) -> Any:
+    """``value``, from a method that must answer at once (``TokenAuth.verify``,
+    ``same_subject``, ``expires_at``); raises ``TypeError`` for an awaitable
+    (an ``async def`` there), which callers treat as a refusal: never as an answer."""
+    if inspect.isawaitable(value):
+        if inspect.iscoroutine(value):
+            value.close()  # never awaited, on purpose: no warning about it
+        raise TypeError(f"{what} returned an awaitable; it must be a plain method")
+    return value
+
+
 def subject(identity: Any) -> Any:
     """The ``sub`` claim of a mapping identity (None when absent, empty or not a mapping)."""
     value = identity.get("sub") if isinstance(identity, Mapping) else None
@@ -151,7 +170,7 @@ def authenticate_request(
             missing = Reject(401, "missing token", code=CloseCode.UNAUTHORIZED)
             return _refused(request, missing, stats)
         try:
-            request.user = hook.verify(token)
+            request.user = answered(hook.verify(token), f"{hook!r}.verify")
         except Reject as exc:
             return _refused(request, exc, stats)
         except Exception:

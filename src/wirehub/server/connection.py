@@ -82,8 +82,7 @@ class Connection(asyncio.Protocol):
         "_backlog",
         "_busy",
         "_close_armed",
-        "_closing",
-        "_drain_waiters",
+                "_drain_waiters",
         "_early",
         "_eof",
         "_high_water",
@@ -105,6 +104,7 @@ class Connection(asyncio.Protocol):
         "_streaming",
         "_timer",
         "_written",
+        "closing",
         "hub",
         "loop",
         "parser",
@@ -141,7 +141,7 @@ class Connection(asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._close_armed = False  # the timer now is the close deadline: nothing replaces it
-        self._closing = False  # the server started closing the WebSocket: input is ignored
+        self.closing = False  # a close started (either side): what it reads is not handled
         self._read_stopped = False  # the transport's reading is paused (for any reason)
         self._written = 0  # bytes handed to the transport so far
         self._rx = False  # any bytes received since the last ping
@@ -513,7 +513,12 @@ class Connection(asyncio.Protocol):
         self.server.websocket_opened()
         self.shares_deflate = ws.shares_deflate
         self._schedule_ping()  # before the session opens: it may close at once
-        self.session = endpoint.open(self)
+        try:
+            self.session = endpoint.open(self)
+        except Exception:  # contained to this connection, never out of data_received
+            logger.exception("opening the session of %s failed; closing", request.path)
+            self.close(CloseCode.INTERNAL_ERROR, "internal error")
+            return
         if early:
             self.data_received(early)
         self._update_reading()
@@ -528,7 +533,7 @@ class Connection(asyncio.Protocol):
         # nothing is.
         if session is not None and messages:
             for message in messages:
-                if self._closing:
+                if self.closing:
                     break
                 try:
                     session.message_received(message)
@@ -554,7 +559,7 @@ class Connection(asyncio.Protocol):
                 self._queue(b"")
         self._open = self.ws.open
         if not self._open:  # closing, whoever started it: it ends in time
-            self._closing = True
+            self.closing = True
             self._arm_close()
 
     def _schedule_ping(self) -> None:
@@ -608,7 +613,7 @@ class Connection(asyncio.Protocol):
             self._request.client if self._request else None,
             timeout,
         )
-        self._closing = True
+        self.closing = True
         self.ws.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
         self._move_protocol_output()
 
@@ -665,7 +670,7 @@ class Connection(asyncio.Protocol):
         reason = close_reason(code, reason)
         if self.ws is None or not self.ws.open:
             return
-        self._closing = True
+        self.closing = True
         self.ws.close(code, reason)
         self._move_protocol_output()
 

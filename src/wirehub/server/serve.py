@@ -159,6 +159,7 @@ class Server:
         self.closing = True
         code = self.shutdown_code if code is None else code
         timeout = self.hub.timeouts.shutdown if timeout is None else timeout
+        deadline = self.loop.time() + timeout
         for server in self._servers:
             server.close()
         if self.hub.fallback is not None:
@@ -176,10 +177,14 @@ class Server:
                 )
                 for connection in list(self.connections):
                     connection._abort()
-        for task in list(self.tasks) + [
-            t for e in self.hub.router.websocket.values() for t in getattr(e, "tasks", ())
-        ]:
-            task.cancel()
+        # User code still running (handlers, disconnect handlers, plain endpoints)
+        # gets what is left of the deadline to finish; then it is cancelled.
+        user = [*self.tasks, *self.hub.node.tasks]
+        user += [t for e in self.hub.router.websocket.values() for t in getattr(e, "tasks", ())]
+        if user:
+            _, late = await asyncio.wait(user, timeout=max(0.0, deadline - self.loop.time()))
+            for task in late:
+                task.cancel()
         for server in self._servers:
             await server.wait_closed()
         await self.hub.stop()
