@@ -16,6 +16,7 @@ from playwright.async_api import Page
 
 from tests.browser.conftest import BROWSER, Pages, Site
 from tests.browser.test_client_api import PAGE, open_page
+from tests.client.scripted import ScriptedRoom
 from tests.client.test_gaps import LossyBroker
 from wirehub import Hub, MemoryBroker, Peer, Response, WebSocket
 from wirehub.protocol import messages as wire
@@ -198,3 +199,28 @@ async def test_an_emit_in_the_connect_handler_reaches_the_page(
         """() => new Promise((resolve) => wirehub.connect("/ws").on("said", resolve))"""
     )
     assert said == "hello"
+
+
+async def test_the_page_checks_offsets_itself(pages: Pages, serve_hub: Serve) -> None:
+    """Against a server that skips offsets and changes epoch (a hub's node never does):
+    the re-join refills what history keeps; the rest is a ``jump``, then an ``epoch`` gap."""
+    room = ScriptedRoom(keep=3)
+    site = await serve_hub(room.hub(PAGE))
+    page, _ = await joined(pages, site)
+    await room.publish(1)
+    await room.publish(2, live=False)
+    await room.publish(3)  # 2 is refilled by the re-join
+    assert await logged(page, 3) == [["said", n] for n in (1, 2, 3)]
+    for n in (4, 5, 6, 7):
+        await room.publish(n, live=False)
+    await room.publish(8)  # history keeps 6, 7, 8 only
+    assert (await logged(page, 5))[3:] == [gap("jump", ("E1", 3), ("E1", 7)), ["said", 8]]
+    room.new_epoch()
+    await room.publish("new")
+    assert (await logged(page, 7))[5:] == [gap("epoch", ("E1", 8), ("E2", 0)), ["said", "new"]]
+    assert [join.get("since") for join in room.joins] == [
+        None,
+        {"epoch": "E1", "offset": 1},
+        {"epoch": "E1", "offset": 3},
+        {"epoch": "E1", "offset": 8},
+    ]
