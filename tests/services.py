@@ -1,9 +1,10 @@
-"""Real services for the scaling tests: ``redis-server`` (and a Redis Cluster) on loopback.
+"""Real services for the scaling tests: ``redis-server`` (and a Redis Cluster) on loopback,
+and ``wirehub serve`` processes.
 
-Each runs from its Debian binary in a temporary directory, on a free
-127.0.0.1 port, without persistence, and is stopped by the fixture that
-started it. Readiness is the one thing polled (with a deadline): a process
-gives no event when it starts listening.
+Each runs from its binary in a temporary directory, on a free 127.0.0.1
+port (Redis without persistence unless asked), and is stopped by the fixture
+that started it, by PID. Readiness is the one thing polled (with a
+deadline): a process gives no event when it starts listening.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,6 +28,7 @@ UNIT = float(os.environ.get("WIREHUB_TEST_UNIT", "1.0"))  # conftest.UNIT (which
 
 __all__ = [
     "RedisServer",
+    "WirehubServer",
     "free_port",
     "prefix",
     "redis_cluster",
@@ -140,6 +143,96 @@ class RedisServer:
     def resume(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGCONT)
+
+
+class WirehubServer:
+    """One ``wirehub serve`` process on a fixed port; ``kill()`` and ``start()`` again keep it.
+
+    ``args`` follow ``wirehub serve APP --port PORT`` (e.g. ``--workers 2``),
+    ``env`` is added to this process's environment. Each start logs to its
+    own file in ``directory`` (``log()`` returns the latest). With workers,
+    add the worker pids you learn to ``pids``: ``stop()`` makes sure they
+    are gone too.
+    """
+
+    def __init__(
+        self, directory: Path, app: str, *args: str, env: dict[str, str] | None = None
+    ) -> None:
+        self.directory = directory
+        self.app = app
+        self.args = args
+        self.env = {**os.environ, **(env or {})}
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.pids: set[int] = set()
+        self.starts = 0
+
+    def ws(self, path: str = "/ws") -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> None:
+        """Start the server and wait until it announces that it serves (all workers ready)."""
+        self.starts += 1
+        path = self.directory / f"wirehub-{self.port}-{self.starts}.log"
+        command = [sys.executable, "-m", "wirehub", "serve", self.app, "--port", str(self.port)]
+        with open(path, "wb") as log:
+            self.process = subprocess.Popen(
+                [*command, *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+        deadline = time.monotonic() + START
+        while b"wirehub serving" not in path.read_bytes():
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"wirehub serve exited with {self.process.returncode}:\n" + self.log()
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"wirehub serve did not announce itself in {START}s")
+            time.sleep(0.01)
+
+    def log(self) -> str:
+        """What the latest start wrote (stdout and stderr)."""
+        path = self.directory / f"wirehub-{self.port}-{self.starts}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash: clients see their connections reset)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def stop(self) -> None:
+        """SIGTERM (graceful: clients are closed), SIGKILL after a deadline; workers too."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(START)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        deadline = time.monotonic() + START  # workers die with their parent (PDEATHSIG)
+        while (alive := {pid for pid in self.pids if _alive(pid)}) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for pid in alive:
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

@@ -1,0 +1,211 @@
+"""Chaos on the Redis backplane: two ``wirehub serve`` nodes (or ``--workers 2``) on a real
+``redis-server``, one fault at a time, every member judged by the one checker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+from tests.chaos.harness import MEMBERS, TIMEOUT, Member, Run, check, health, until
+from tests.chaos.proxy import Proxy, Rule
+from tests.services import RedisServer, WirehubServer, redis_command, running_redis
+from wirehub.brokers.redis_wire import PUBLISH_SCRIPT
+
+APP = "tests/chaos/app.py:make_hub"
+PUBLISH_SHA = hashlib.sha1(PUBLISH_SCRIPT.encode()).hexdigest()  # what EVALSHA names
+
+
+@contextlib.asynccontextmanager
+async def nodes(
+    directory: Path, redis_port: int, *args: str, count: int = 2
+) -> AsyncIterator[list[WirehubServer]]:
+    """``count`` ``wirehub serve`` processes of the chaos app on Redis at ``redis_port``."""
+    env = {
+        "WIREHUB_CHAOS_REDIS": f"redis://127.0.0.1:{redis_port}/0",
+        "WIREHUB_CHAOS_PREFIX": f"chaos{secrets.token_hex(4)}",
+        "WIREHUB_CHAOS_TIMEOUT": str(TIMEOUT),
+    }
+    servers = [WirehubServer(directory, APP, *args, env=env) for _ in range(count)]
+    try:
+        await asyncio.gather(*(asyncio.to_thread(server.start) for server in servers))
+        yield servers
+    finally:
+        for server in servers:
+            await asyncio.to_thread(server.stop)
+            sys.stderr.write(server.log())  # shown when the test fails
+
+
+def spread(*servers: WirehubServer) -> list[str]:
+    """Member URLs, round-robin over ``servers``."""
+    return [servers[i % len(servers)].ws() for i in range(MEMBERS)]
+
+
+async def broker_states(*servers: WirehubServer) -> list[tuple[str, int]]:
+    """Each node's broker state and reconnection count, from its ``/healthz``."""
+    reports = [(await health(server.port))["broker"] for server in servers]
+    return [(report["state"], report["reconnects"]) for report in reports]
+
+
+async def all_connected(*servers: WirehubServer) -> bool:
+    return all(state == "connected" for state, _ in await broker_states(*servers))
+
+
+async def none_connected(*servers: WirehubServer) -> bool:
+    return all(state != "connected" for state, _ in await broker_states(*servers))
+
+
+async def reconnected(servers: list[WirehubServer], before: list[tuple[str, int]]) -> bool:
+    """Every node reconnected since ``before`` and is connected now."""
+    now = await broker_states(*servers)
+    return all(
+        state == "connected" and count > old
+        for (state, count), (_, old) in zip(now, before, strict=True)
+    )
+
+
+def lost(members: list[Member]) -> bool:
+    return all(m.disconnects for m in members)
+
+
+@contextlib.contextmanager
+def redis(*extra: str) -> Iterator[RedisServer]:
+    with running_redis(*extra) as server:
+        yield server
+
+
+async def test_kill_a_node(tmp_path: Path) -> None:
+    """kill -9 one of two nodes and start it again: its members reconnect and recover."""
+    with redis() as server:
+        async with (
+            nodes(tmp_path, server.port) as (a, b),
+            Run("redis", "kill -9 a node", a.ws(), spread(a, b)) as run,
+        ):
+            await run.warm()
+            b.kill()
+            await until(lambda: lost(run.members[1::2]), "the members of b disconnected")
+            await run.publisher.published(2 * len(run.members))
+            await asyncio.to_thread(b.start)
+            await run.settle()
+    check(run.verdict())
+
+
+async def test_kill_a_worker(tmp_path: Path) -> None:
+    """kill -9 one of two workers (not the publisher's): its members reconnect and recover."""
+    with redis() as server:
+        async with nodes(tmp_path, server.port, "--workers", "2", count=1) as (node,):
+            urls = [node.ws()] * MEMBERS
+            async with Run("redis", "kill -9 a worker", node.ws(), urls) as run:
+                pids = await asyncio.gather(*(m.whoami() for m in run.members))
+                publisher = int(await run.publisher.client.call("whoami"))
+                node.pids |= {*pids, publisher}
+                victims = [m for m in run.members if m.pid != publisher]
+                assert victims, "every member landed on the publisher's worker"
+                await run.warm()
+                assert victims[0].pid is not None
+                os.kill(victims[0].pid, signal.SIGKILL)
+                await until(lambda: lost(victims), "the members of the killed worker disconnected")
+                await run.publisher.published(2 * len(run.members))
+                await run.settle()
+    check(run.verdict())
+
+
+async def redis_outage(run: Run, servers: list[WirehubServer], server: RedisServer) -> None:
+    """Kill Redis, publish through the outage, start it again on its port."""
+    server.kill()
+    await until(lambda: none_connected(*servers), "every node saw Redis go")
+    await run.publisher.published(2 * len(run.members))
+    await asyncio.to_thread(server.start)
+    await until(lambda: all_connected(*servers), "every node reconnected to Redis")
+
+
+async def test_kill_redis(tmp_path: Path) -> None:
+    """kill -9 Redis (no persistence) and start it again: history and positions are gone."""
+    with redis() as server:
+        async with nodes(tmp_path, server.port) as servers:
+            a, b = servers
+            async with Run("redis", "kill -9 Redis", a.ws(), spread(a, b)) as run:
+                await run.warm()
+                await redis_outage(run, servers, server)
+                await run.settle()
+    check(run.verdict())
+
+
+async def test_kill_redis_with_aof(tmp_path: Path) -> None:
+    """kill -9 Redis with an append-only file: it comes back with the rooms' offsets."""
+    with redis("--appendonly", "yes") as server:
+        async with nodes(tmp_path, server.port) as servers:
+            a, b = servers
+            async with Run("redis", "kill -9 Redis (AOF)", a.ws(), spread(a, b)) as run:
+                await run.warm()
+                await redis_outage(run, servers, server)
+                await run.settle()
+    check(run.verdict())
+
+
+async def test_client_kill_pubsub(tmp_path: Path) -> None:
+    """CLIENT KILL TYPE pubsub: every node loses its subscriptions while Redis stays up."""
+    with redis() as server:
+        async with nodes(tmp_path, server.port) as servers:
+            a, b = servers
+            async with Run("redis", "CLIENT KILL TYPE pubsub", a.ws(), spread(a, b)) as run:
+                await run.warm()
+                before = await broker_states(*servers)
+                assert redis_command(server.port, "CLIENT", "KILL", "TYPE", "pubsub")[:1] == b":"
+                await until(lambda: reconnected(servers, before), "every node resubscribed")
+                await run.settle()
+    check(run.verdict())
+
+
+async def test_sigstop_redis(tmp_path: Path) -> None:
+    """SIGSTOP Redis for longer than the nodes' command timeout, then SIGCONT."""
+    with redis() as server:
+        async with nodes(tmp_path, server.port) as servers:
+            a, b = servers
+            async with Run("redis", "SIGSTOP Redis", a.ws(), spread(a, b)) as run:
+                await run.warm()
+                server.pause()
+                try:
+                    await until(lambda: none_connected(*servers), "every node gave up on Redis")
+                    await run.publisher.published(2 * len(run.members))
+                finally:
+                    server.resume()
+                await until(lambda: all_connected(*servers), "every node reconnected to Redis")
+                await run.settle()
+    check(run.verdict())
+
+
+async def test_slow_subscribe(tmp_path: Path) -> None:
+    """SUBSCRIBE held back by a proxy while members join a room new to their node."""
+    with redis() as server, Proxy(server.port, resp=True) as proxy:
+        proxy.add(Rule("up", "SUBSCRIBE", delay=TIMEOUT / 2))
+        async with nodes(tmp_path, proxy.port) as (a, b):
+            late = range(1, MEMBERS, 2)  # b's members join while the room is busy
+            async with Run("redis", "slow SUBSCRIBE", a.ws(), spread(a, b), late=late) as run:
+                await run.warm()
+                await run.join_late()
+                await run.settle()
+    check(run.verdict())
+
+
+async def test_publish_reply_times_out(tmp_path: Path) -> None:
+    """A proxy holds one publish's reply past the command timeout (Redis did apply it)."""
+    with redis() as server, Proxy(server.port, resp=True) as proxy:
+        async with nodes(tmp_path, proxy.port) as servers:
+            a, b = servers
+            async with Run("redis", "publish reply times out", a.ws(), spread(a, b)) as run:
+                await run.warm()
+                before = await broker_states(a)
+                rule = proxy.add(
+                    Rule("down", "EVALSHA", (PUBLISH_SHA,), delay=2 * TIMEOUT, limit=1)
+                )
+                await until(lambda: rule.matched == 1, "a publish reply held back")
+                await until(lambda: reconnected([a], before), "the publishing node reconnected")
+                await run.settle()
+    check(run.verdict())
