@@ -154,6 +154,24 @@ def test_a_second_join_of_a_joined_room_goes_on_from_its_position() -> None:
     assert recorder.rooms == []
 
 
+def test_an_ack_behind_the_stream_never_moves_it_back() -> None:
+    """Two re-joins overlap (a reconnection's, and one a hole asked for): the later ack,
+    at a position already passed, must not make the stream deliver an event again."""
+    streams, recorder = streams_at(25)
+    assert streams.receive("r", at(35), "live 35") == []  # a hole: re-join 1
+    streams.hold("r", "recovery")  # the reconnection's re-join 2
+    for offset in range(26, 36):  # re-join 1's replay
+        streams.receive("r", at(offset), f"{offset}")
+    replayed = streams.joined("r", at(35), recovered=True)
+    assert replayed == [*(f"{n}" for n in range(26, 35)), "live 35"]
+    assert streams.receive("r", at(36), "36") == ["36"]
+    assert streams.joined("r", at(35), recovered=True) == []  # re-join 2's ack
+    assert streams.since("r") == at(36)
+    assert streams.receive("r", at(36), "36 again") == []
+    assert streams.receive("r", at(37), "37") == ["37"]
+    assert recorder.rooms == ["r"]
+
+
 def test_a_first_join_delivers_the_replay_in_order_once() -> None:
     """History replay and live events crossing it come out sorted and deduplicated."""
     streams: Streams[str] = Streams()

@@ -90,6 +90,10 @@ class Streams(Generic[T]):
         held = self._held.pop(room, None)
         entries, cause = (held.entries, held.cause) if held else ([], None)
         last = self._positions.get(room)
+        if last is not None and last.epoch == position.epoch and position.offset < last.offset:
+            # The answer of an earlier of two overlapping re-joins (the reconnection's,
+            # and one a hole asked for): the stream is past it already, never back.
+            position = last
         out: list[T | Gap]
         if last is None:  # a first join: what came up to the ack, in order; no promise
             out = _up_to(entries, 0, position)

@@ -595,6 +595,8 @@ class Client {
     this._held.delete(room);
     const last = this._positions.get(room);
     let pos = { epoch: ack.epoch, offset: ack.offset };
+    // An earlier of two overlapping re-joins answering: the stream is past it, never back.
+    if (last && last.epoch === pos.epoch && pos.offset < last.offset) pos = last;
     if (!last) this._upTo(entries, 0, pos); // a first join: no promise before the ack
     else if (ack.recovered) this._upTo(entries, last.epoch === pos.epoch ? last.offset : 0, pos);
     else if (ack.recovered == null && !cause) pos = last; // joined again: the stream goes on
