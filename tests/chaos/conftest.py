@@ -16,6 +16,7 @@ COLUMNS = (
     "silent",
     "duplicated",
     "out of order",
+    "ok",
     "s",
 )
 

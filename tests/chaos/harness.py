@@ -24,6 +24,7 @@ from tests.chaos import checker
 from tests.chaos.checker import Outcome, Pos, Verdict
 from tests.conftest import UNIT, http
 from wirehub import Client
+from wirehub.client.events import EventInfo, Gap
 from wirehub.client.reconnect import Reconnect
 from wirehub.exceptions import CallError, CallTimeout, ConnectionClosed
 from wirehub.protocol.messages import Position
@@ -144,9 +145,11 @@ class Member:
         self._waiters.append((seq, future))
         await future
 
-    def _tick(self, data: dict[str, Any], info: Any) -> None:
+    def _tick(self, data: dict[str, Any], info: EventInfo) -> None:
         seq = int(data["seq"])
-        position = None if info.offset is None else Pos(info.epoch, info.offset)
+        position = None
+        if info.epoch is not None and info.offset is not None:
+            position = Pos(info.epoch, info.offset)
         self.record.log.append(checker.Delivered(seq, position))
         if seq > self.highest:
             self.highest = seq
@@ -156,13 +159,9 @@ class Member:
                 if not waiter[1].done():
                     waiter[1].set_result(None)
 
-    def _gap(self, gap: Any) -> None:
-        # Until the Python client has the gap callback (issue 10, §4), "gap" is
-        # just an event name the server never sends: nothing is recorded.
-        if getattr(gap, "room", None) == ROOM:
-            self.record.log.append(
-                checker.Told(_pos(gap.last), _pos(gap.position), str(gap.reason))
-            )
+    def _gap(self, gap: Gap) -> None:
+        if gap.room == ROOM:
+            self.record.log.append(checker.Told(_pos(gap.last), _pos(gap.position), gap.reason))
 
     def _disconnected(self) -> None:
         self.disconnects += 1

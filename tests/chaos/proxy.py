@@ -168,10 +168,6 @@ class Proxy:
         """Reset every open connection, both sides; return how many there were."""
         return self._call(_run(self._cut))
 
-    @property
-    def connections(self) -> int:
-        return len(self._links)
-
     # -- in the proxy's thread ---------------------------------------------------
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -266,6 +262,8 @@ class _Link:
             chunk = await reader.read(READ)
             if not chunk:
                 return
+            if direction == "down":  # paused while this read was waiting: hold what it got
+                await self.proxy._flow().wait()
             buffer += chunk
             for message, value in self._messages(buffer):
                 command = self._command(direction, value)
