@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import signal
 
-import wirehub
 from tests.conftest import UNIT
+from tests.frameworks.hosts import client_on_each_worker
 from tests.test_cli import START
 from tests.test_cli_workers import workers
 
@@ -15,19 +15,9 @@ async def test_dashboard_producer_delivers_under_two_workers(redis_url: str, pre
     """examples/dashboard: one elected worker produces; clients of both workers get it."""
     app = "examples/dashboard/app.py:hub"
     async with workers(redis_url, prefix, app=app) as (_, url, seen):
-        by_worker: dict[int, wirehub.Client] = {}
-        extra: list[wirehub.Client] = []
+        by_worker = await client_on_each_worker(url, "config", "pid")
+        seen.update(by_worker)
         async with asyncio.timeout(10 * UNIT):
-            while len(by_worker) < 2:
-                client = await wirehub.connect(url)
-                pid = (await client.call("config"))["pid"]
-                seen.add(pid)
-                if pid in by_worker:
-                    extra.append(client)
-                else:
-                    by_worker[pid] = client
-            for client in extra:
-                await client.close()
             producers: set[int] = set()
             for client in by_worker.values():
                 samples: asyncio.Queue[dict[str, float]] = asyncio.Queue()

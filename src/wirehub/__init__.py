@@ -7,10 +7,8 @@ costs no server code and the hub layer never imports the server.
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import ssl as _ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wirehub.brokers import Broker, MemoryBroker
 from wirehub.brokers.emitter import AsyncEmitter, Emitter
@@ -33,7 +31,19 @@ from wirehub.hub.peer import DisconnectReason, Peer
 from wirehub.hub.websocket import WebSocket, broadcast
 
 if TYPE_CHECKING:
-    from wirehub.server.serve import Server
+    from wirehub.server.serve import serve
+else:
+
+    def serve(*args: Any, **options: Any) -> Any:
+        """``async with wirehub.serve(hub, host, port) as server:``: your loop, wirehub's server.
+
+        ``wirehub.server.serve.serve``, loaded on the first call so that
+        ``import wirehub`` loads no server code.
+        """
+        from wirehub.server.serve import serve as serve_natively
+
+        return serve_natively(*args, **options)
+
 
 __all__ = [
     "AsyncEmitter",
@@ -66,36 +76,6 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
-
-
-def serve(
-    hub: Hub,
-    host: str | None = "127.0.0.1",
-    port: int = 8000,
-    *,
-    ssl: _ssl.SSLContext | None = None,
-    shutdown_code: int = 1001,
-    sock: socket.socket | None = None,
-    reuse_port: bool = False,
-    handle_signals: bool = False,
-) -> contextlib.AbstractAsyncContextManager[Server]:
-    """Serve ``hub`` in your event loop: ``async with wirehub.serve(hub, host, port) as server:``.
-
-    Installs no signal handler unless ``handle_signals=True``; leaving the
-    block shuts down gracefully. See ``wirehub.server.serve.serve``.
-    """
-    from wirehub.server.serve import serve as serve_natively  # loaded on first use
-
-    return serve_natively(
-        hub,
-        host,
-        port,
-        ssl=ssl,
-        shutdown_code=shutdown_code,
-        sock=sock,
-        reuse_port=reuse_port,
-        handle_signals=handle_signals,
-    )
 
 
 def _run(

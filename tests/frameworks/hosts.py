@@ -13,7 +13,9 @@ import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from tests.services import free_port, wait_listening
+import wirehub
+from tests.services import UNIT, free_port, wait_listening
+from wirehub import Client
 
 ROOT = Path(__file__).resolve().parents[2]
 STOP = 10.0  # seconds a stopping server gets before it is killed (a failure in itself)
@@ -115,3 +117,26 @@ async def get(url: str) -> tuple[int, bytes]:
 
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy from the env
+
+
+async def client_on_each_worker(
+    url: str, event: str, key: str | None = None, workers: int = 2
+) -> dict[int, Client]:
+    """Connect until ``workers`` processes answered ``event`` with their pid (or a dict
+    holding it under ``key``); close the extra connections. The caller closes the rest."""
+    found: dict[int, Client] = {}
+    extra: list[Client] = []
+    try:
+        async with asyncio.timeout(10 * UNIT):
+            while len(found) < workers:
+                client = await wirehub.connect(url)
+                answer = await client.call(event)
+                pid = int(answer if key is None else answer[key])
+                if pid in found:
+                    extra.append(client)
+                else:
+                    found[pid] = client
+    finally:
+        for client in extra:
+            await client.close()
+    return found

@@ -23,7 +23,7 @@ from tests.conftest import (
     read_response,
     upgrade_request,
 )
-from tests.frameworks.hosts import SERVERS, get, uvicorn
+from tests.frameworks.hosts import SERVERS, client_on_each_worker, get, uvicorn
 
 APP = "tests.frameworks.apps:hub"
 
@@ -153,17 +153,8 @@ async def test_uvicorn_workers_share_rooms_through_redis(redis_url: str, prefix:
     """``uvicorn --workers 2``, RedisBroker: each worker runs the lifespan; rooms span both."""
     env = {"WIREHUB_TEST_REDIS": redis_url, "WIREHUB_TEST_PREFIX": prefix}
     async with uvicorn(APP, "--workers", "2", env=env) as host:
-        by_pid: dict[int, wirehub.Client] = {}
-        extra: list[wirehub.Client] = []
+        by_pid = await client_on_each_worker(host.ws("/ws"), "pid")
         try:
-            async with asyncio.timeout(10 * UNIT):
-                while len(by_pid) < 2:
-                    client = await wirehub.connect(host.ws("/ws"))
-                    pid = await client.call("pid")
-                    if pid in by_pid:
-                        extra.append(client)
-                    else:
-                        by_pid[pid] = client
             a, b = by_pid.values()
             got: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
             a.on("big", got.put_nowait)
@@ -171,7 +162,7 @@ async def test_uvicorn_workers_share_rooms_through_redis(redis_url: str, prefix:
             assert await b.call("flood", 1) == 1
             assert (await asyncio.wait_for(got.get(), UNIT))["n"] == 0
         finally:
-            for client in [*by_pid.values(), *extra]:
+            for client in by_pid.values():
                 await client.close()
         _, stderr = await host.stop()
     assert stderr.count("test app: startup hooks ran") == 2
