@@ -24,6 +24,7 @@ from tests.conftest import (
     upgrade_request,
 )
 from tests.frameworks.hosts import SERVERS, client_on_each_worker, get, uvicorn
+from tests.hub.fallback_wire import PollClient
 
 APP = "tests.frameworks.apps:hub"
 
@@ -167,3 +168,18 @@ async def test_uvicorn_workers_share_rooms_through_redis(redis_url: str, prefix:
         _, stderr = await host.stop()
     assert stderr.count("test app: startup hooks ran") == 2
     assert stderr.count("test app: shutdown hooks ran") == 2
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["long-polling", "streaming"])
+async def test_http_fallback_under_uvicorn(stream: bool) -> None:
+    """The HTTP fallback's sessions work under uvicorn: welcome, calls, room events."""
+    async with (
+        uvicorn(APP) as host,
+        await PollClient.open(host.url + "/ws", stream=stream) as client,
+        wirehub.connect(host.ws("/ws")) as other,
+    ):
+        assert (await client.call("whoami"))["data"] == "anyone"
+        await client.join("flood")
+        assert await other.call("flood", 2) == 2
+        events = [await client.recv(), await client.recv()]
+        assert [(e["event"], e["data"]["n"]) for e in events] == [("big", 0), ("big", 1)]
