@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 from wirehub import Hub, Limits, Peer, Reject, Request, Response, Timeouts, WebSocket
 
@@ -101,3 +102,11 @@ def whoami(peer: Peer) -> str:
 @hub.on("pid")
 def pid(peer: Peer) -> int:
     return os.getpid()
+
+
+def starlette_without_lifespan() -> Any:
+    """The hub mounted in Starlette with no lifespan handed over (the mistake docs warn of)."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    return Starlette(routes=[Mount("/rt", app=hub)])

@@ -183,3 +183,15 @@ async def test_http_fallback_under_uvicorn(stream: bool) -> None:
         assert await other.call("flood", 2) == 2
         events = [await client.recv(), await client.recv()]
         assert [(e["event"], e["data"]["n"]) for e in events] == [("big", 0), ("big", 1)]
+
+
+async def test_without_a_lifespan_the_hub_starts_on_its_first_request() -> None:
+    """Mounted with no lifespan handed over, the hub starts when first used, and says so."""
+    app = "tests.frameworks.apps:starlette_without_lifespan"
+    async with uvicorn(app, "--factory") as host:
+        async with wirehub.connect(host.ws("/rt/ws")) as client:
+            assert await client.call("whoami") == "anyone"
+        _, stderr = await host.stop()
+    assert "wirehub got a request before any ASGI lifespan startup" in stderr
+    assert stderr.count("test app: startup hooks ran") == 1
+    assert "test app: shutdown hooks ran" not in stderr

@@ -94,13 +94,20 @@ class AsgiApp:
 
     # -- lifespan --------------------------------------------------------------
 
-    async def startup(self) -> None:
+    async def startup(self, *, lazily: bool = False) -> None:
         """Start the hub: connect the broker, run the startup hooks."""
         async with self._start_lock:
-            if not self.started:
-                await self.hub.start()
-                self.started = True
-                self.closing = False
+            if self.started:
+                return
+            if lazily:
+                logger.warning(
+                    "wirehub got a request before any ASGI lifespan startup: starting the "
+                    "hub now; its shutdown hooks will not run. Pass the lifespan to the hub "
+                    "(FastAPI(lifespan=hub.lifespan), see docs/frameworks.md)"
+                )
+            await self.hub.start()
+            self.started = True
+            self.closing = False
 
     async def shutdown(self) -> None:
         """Close the hub's WebSockets (1001), wait for them, then stop the hub."""
@@ -145,14 +152,8 @@ class AsgiApp:
                 return
 
     async def _ensure_started(self) -> None:
-        if self.started:
-            return
-        logger.warning(
-            "wirehub got a request before any ASGI lifespan startup: starting the hub now; "
-            "its shutdown hooks will not run. Pass the lifespan to the hub "
-            "(FastAPI(lifespan=hub.lifespan), see docs/frameworks.md)"
-        )
-        await self.startup()
+        if not self.started:  # a host that runs no lifespan for us (a dispatcher, Django's)
+            await self.startup(lazily=True)
 
     def health(self) -> dict[str, Any]:
         report = self.hub.health()
