@@ -8,6 +8,7 @@ The tree::
     ├── ConfigError             our misuse: bad configuration or API use
     ├── HandshakeError          a client could not open a connection
     └── EventError              an event was refused; the caller gets an ``error``
+        ├── Unavailable         the broker cannot take it now (retryable ``unavailable``)
         └── CallError           a ``call`` (client's, or ``peer.call``) was answered with an error
             └── CallTimeout     no answer in time
 
@@ -29,6 +30,7 @@ __all__ = [
     "EventError",
     "HandshakeError",
     "Reject",
+    "Unavailable",
     "WirehubError",
 ]
 
@@ -94,6 +96,22 @@ class EventError(WirehubError):
         self.code = code
         self.message = message
         self.details = details
+
+
+class Unavailable(EventError):
+    """The broker cannot take a publication, or confirm a subscription, now.
+
+    Raised by ``await hub.to(room).emit(...)`` (and every other emit that
+    goes through the broker) and by joins while the broker is unreachable.
+    Nothing was delivered anywhere, or — when the broker's answer was lost
+    (a timeout) — the outcome is unknown: if the broker applied it, it is
+    delivered everywhere with its position, never twice. Retryable: a
+    handler that lets it propagate answers the caller's ``call`` with the
+    ``unavailable`` error code (docs/PROTOCOL.md §5).
+    """
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__("unavailable", message, details)
 
 
 class CallError(EventError):

@@ -18,9 +18,13 @@ class Recorder:
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[Publication] = asyncio.Queue()
+        self.resubscribes = 0
 
     def deliver(self, publication: Publication) -> None:
         self.queue.put_nowait(publication)
+
+    def resubscribed(self) -> None:
+        self.resubscribes += 1
 
     async def next(self) -> Publication:
         return await asyncio.wait_for(self.queue.get(), UNIT)

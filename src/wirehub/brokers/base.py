@@ -58,6 +58,11 @@ class BrokerListener(Protocol):
     def deliver(self, publication: Publication) -> None:
         """Deliver to this node's local peers. Called in publication order per room."""
 
+    def resubscribed(self) -> None:
+        """The broker lost its subscriptions and has them again: publications made
+        meanwhile were not delivered, so the listener compares positions with
+        ``history`` (every node's ``Stream.check``)."""
+
 
 class Broker(Protocol):
     """Moves publications to every node.
@@ -69,6 +74,18 @@ class Broker(Protocol):
     - Live delivery is at most once. What a node misses (a disconnected
       client, a broker outage) is recoverable from history while it is kept;
       when it is not, ``history`` says ``recovered=False`` — never a silent gap.
+      A broker that lost its subscriptions calls ``listener.resubscribed()``
+      once it has them again.
+    - Nothing half-succeeds silently: ``publish`` returns only once the
+      publication is on its way to every node (with its position, for a
+      numbered one), else raises ``wirehub.exceptions.Unavailable``; it never
+      delivers a numbered publication without a position. ``subscribe`` returns
+      once the room's publications will be delivered, else raises
+      ``Unavailable`` (and counts nothing); ``history`` raises ``Unavailable``
+      rather than answer for a room it cannot read.
+    - An epoch is never reused: a room's stream that was lost (evicted,
+      expired, restarted without persistence) starts a new epoch, so offsets
+      never repeat within one.
     - Presence and volatile publications carry no position and are not kept
       (``Publication.numbered`` says which ones do).
     - A publication is delivered to a node only if it subscribed to the room
@@ -89,10 +106,14 @@ class Broker(Protocol):
         """Stop delivering and release every connection."""
 
     async def publish(self, publication: Publication) -> Position | None:
-        """Send to every node; return the position assigned to a room publication."""
+        """Send to every node; return the position assigned to a numbered publication.
+
+        Raises ``Unavailable`` when it cannot (or cannot tell whether it did)."""
 
     async def subscribe(self, room: str) -> None:
-        """This node has members in ``room`` now."""
+        """This node has members in ``room`` now; returns once it is subscribed.
+
+        Raises ``Unavailable`` when the subscription cannot be confirmed."""
 
     async def unsubscribe(self, room: str) -> None:
         """This node has no members in ``room`` any more."""

@@ -6,11 +6,16 @@ the order of the offsets the publish script assigned. See
 ``redis_wire.py`` for the names, the envelope and the scripts, and
 docs/scaling.md for what is and is not guaranteed across nodes.
 
-While Redis is unreachable the broker delivers every publication to this
-node's peers directly (without a position, and not kept), reconnects with
-exponential backoff, subscribes again to every room it needs, and says so in
-``health()``: local clients keep talking, other nodes catch up only through
-recovery of what Redis kept.
+Nothing half-succeeds silently. While Redis cannot take a publication,
+``publish`` raises ``wirehub.exceptions.Unavailable`` (retryable) and
+delivers nothing: a room event is never delivered without its position. A
+publish whose reply timed out raises too, and is not delivered here: if
+Redis applied it, this node's own subscription delivers it, with its
+position. Subscribing and reading history raise the same way. The broker
+reconnects with exponential backoff, subscribes again to every room it
+needs, tells its listener (``resubscribed()``: the hub then fills what it
+missed from history, or tells its clients of a gap), and says so in
+``health()``.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from wirehub.brokers.redis_wire import (
     publish_args,
     room_channel,
 )
-from wirehub.exceptions import ConfigError
+from wirehub.exceptions import ConfigError, Unavailable
 from wirehub.protocol.messages import Position
 
 try:
@@ -65,10 +70,6 @@ logger = logging.getLogger("wirehub.broker")
 # Redis can no longer be trusted to deliver: reconnect.
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
-# The room's position when Redis cannot say: an epoch no publication carries,
-# so a client recovering from it is told ``recovered: false``.
-_UNKNOWN = Position("", 0)
-
 
 class BrokerState(enum.StrEnum):
     """Where the broker's link to Redis stands (``health()["state"]``)."""
@@ -76,7 +77,7 @@ class BrokerState(enum.StrEnum):
     IDLE = "idle"  # not started
     CONNECTING = "connecting"  # first attempt
     CONNECTED = "connected"
-    RECONNECTING = "reconnecting"  # Redis unreachable: local delivery only
+    RECONNECTING = "reconnecting"  # Redis unreachable: publishes and joins fail, retryable
     CLOSED = "closed"
 
 
@@ -143,7 +144,6 @@ class RedisBroker:
         self._history: Any = None
         self._subscribers: dict[str, Subscriber] = {}  # by Redis node name ("" standalone)
         self._accepting = False  # subscribe()/unsubscribe() go straight to the subscribers
-        self._usable = False  # connected and no fault seen: publish through Redis
         self._fault: asyncio.Future[BaseException] | None = None
         # At most max_connections commands in flight: redis-py's cluster pools
         # raise rather than wait when they run out.
@@ -191,17 +191,18 @@ class RedisBroker:
             self._set_state(BrokerState.CLOSED, None)
 
     async def publish(self, publication: Publication) -> Position | None:
-        if not self._usable:
-            self._deliver_here(publication)
-            return None
+        """Publish through Redis; raises ``Unavailable`` when Redis does not take it."""
+        if self._client is None:
+            raise Unavailable("the Redis broker is not started")
         return await _in_task(self._publish_remote(publication))
 
     async def _publish_remote(self, publication: Publication) -> Position | None:
+        fault = self._fault  # a failure reported later must not fault a newer connection
         try:
             if publication.numbered and publication.room is not None:
                 args = publish_args(
                     publication,
-                    epoch=secrets.token_urlsafe(6),
+                    epoch=new_epoch(),
                     size=self.history_size,
                     ttl=self.history_ttl,
                     sharded=self.cluster,
@@ -215,24 +216,32 @@ class RedisBroker:
                 await self._client.execute_command(command, channel, encode(publication))
             return None
         except _UNREACHABLE as exc:
-            self._lost(exc)
+            self._lost(exc, fault)
+            raise Unavailable(f"Redis did not take the publication: {_describe(exc)}") from None
         except RedisError as exc:
             self._report(exc)
-        self._deliver_here(publication)
-        return None
+            raise Unavailable(f"Redis refused the publication: {_describe(exc)}") from None
 
     async def subscribe(self, room: str) -> None:
-        """Count a local room; the first count subscribes (and waits for Redis to confirm)."""
+        """Count a local room; the first count subscribes and waits for Redis to confirm.
+
+        Raises ``Unavailable`` (and counts nothing) when Redis is out of reach
+        or does not confirm within ``timeout``.
+        """
         count = self._rooms[room] = self._rooms.get(room, 0) + 1
-        if count == 1 and self._accepting:
-            channel = room_channel(self.prefix, room)
-            subscriber = self._subscriber_for(channel)
-            if subscriber is None:  # a cluster node this node has no connection to yet
-                self._lost(RedisConnectionError(f"no subscriber for the node of {channel!r}"))
-                return
+        if count > 1 and self._accepting:
+            return
+        channel = room_channel(self.prefix, room)
+        subscriber = self._subscriber_for(channel) if self._accepting else None
+        try:
+            if subscriber is None:
+                raise RedisConnectionError("not connected to Redis")
             # On a timeout the subscriber closes itself and the supervisor reconnects.
-            with contextlib.suppress(TimeoutError):
-                await _in_task(subscriber.subscribe([channel]))
+            if not await _in_task(subscriber.subscribe([channel])):
+                raise RedisConnectionError("the connection closed while subscribing")
+        except (*_UNREACHABLE, RedisError) as exc:
+            self._uncount(room)
+            raise Unavailable(f"cannot subscribe to {channel!r}: {_describe(exc)}") from None
 
     async def unsubscribe(self, room: str) -> None:
         """Uncount a local room; the last one unsubscribes.
@@ -241,35 +250,33 @@ class RedisBroker:
         hub's calls overlap, e.g. a leave's unsubscribe that runs after the
         next member's subscribe.
         """
-        count = self._rooms.get(room, 0) - 1
-        if count > 0:
-            self._rooms[room] = count
-            return
-        self._rooms.pop(room, None)
-        if self._accepting:
+        if not self._uncount(room) and self._accepting:
             channel = room_channel(self.prefix, room)
             subscriber = self._subscriber_for(channel)
             if subscriber is not None:
                 await _in_task(subscriber.unsubscribe([channel]))
 
     async def history(self, room: str, since: Position | None, limit: int) -> History:
-        if self._usable:
-            return await _in_task(self._history_remote(room, since, limit))
-        return History(_UNKNOWN, [], recovered=since is None)
+        """Read ``room``'s position and kept publications; raises ``Unavailable``
+        when Redis cannot answer (it never guesses a position)."""
+        if self._client is None:
+            raise Unavailable("the Redis broker is not started")
+        return await _in_task(self._history_remote(room, since, limit))
 
     async def _history_remote(self, room: str, since: Position | None, limit: int) -> History:
+        fault = self._fault
         try:
-            args = history_args(since, limit, epoch=secrets.token_urlsafe(6), ttl=self.history_ttl)
+            args = history_args(since, limit, epoch=new_epoch(), ttl=self.history_ttl)
             async with self._commands:
                 reply = await self._history(keys=[room_channel(self.prefix, room)], args=args)
             position, publications, recovered = parse_history(reply, since)
             return History(position, publications, recovered)
         except _UNREACHABLE as exc:
-            self._lost(exc)
+            self._lost(exc, fault)
+            raise Unavailable(f"cannot read history from Redis: {_describe(exc)}") from None
         except (RedisError, EnvelopeError) as exc:
             self._report(exc)
-        # Redis cannot say what was missed: never pretend nothing was.
-        return History(_UNKNOWN, [], recovered=since is None)
+            raise Unavailable(f"cannot read history from Redis: {_describe(exc)}") from None
 
     def health(self) -> dict[str, Any]:
         report: dict[str, Any] = {
@@ -309,6 +316,8 @@ class RedisBroker:
                 continue
             attempt = 0
             self._set_state(BrokerState.CONNECTED, None)
+            if self._listener is not None:
+                self._listener.resubscribed()  # what was published meanwhile: fill or tell
             error = await self._until_fault()
             await self._drop_subscribers()
             if self._pool is not None:
@@ -363,15 +372,14 @@ class RedisBroker:
         for subscriber in subscribers:
             await subscriber.close()
 
-    def _lost(self, exc: BaseException) -> None:
-        """A command found Redis unreachable: stop using it and let the supervisor reconnect."""
-        self._usable = False  # at once: the next publish stays local
-        if self._fault is not None and not self._fault.done():
-            self._fault.set_result(exc)
+    def _lost(self, exc: BaseException, fault: asyncio.Future[BaseException] | None) -> None:
+        """A command found Redis unreachable: reconnect, unless that was about an
+        earlier connection (``fault`` is the one the command started under)."""
+        if fault is not None and not fault.done():
+            fault.set_result(exc)
 
     def _set_state(self, state: BrokerState, error: BaseException | None) -> None:
         previous, self.state = self.state, state
-        self._usable = state is BrokerState.CONNECTED
         if error is not None:
             self.last_error = f"{type(error).__name__}: {error}".rstrip(": ")
         # Log changes only, never each retry (an outage is one warning, not thousands).
@@ -383,7 +391,7 @@ class RedisBroker:
                 logger.warning("redis broker %s reconnected to %s", self.node, _redact(self.url))
         elif state is BrokerState.RECONNECTING and previous is not BrokerState.RECONNECTING:
             logger.warning(
-                "redis broker %s cannot reach %s (%s); delivering locally and reconnecting",
+                "redis broker %s cannot reach %s (%s); emits and joins fail until it reconnects",
                 self.node,
                 _redact(self.url),
                 self.last_error,
@@ -409,7 +417,7 @@ class RedisBroker:
         message = f"{type(exc).__name__}: {exc}"
         if message != self._last_reported:
             self._last_reported = message
-            logger.error("redis broker %s: %s; delivering locally", self.node, message)
+            logger.error("redis broker %s: %s", self.node, message)
 
     # -- connections -----------------------------------------------------------------
 
@@ -425,7 +433,7 @@ class RedisBroker:
             )
         else:
             # No retries inside redis-py: an outage must surface at once so
-            # the broker can switch to local delivery and reconnect itself.
+            # the emit fails (retryable) and the broker reconnects itself.
             self._pool = aioredis.BlockingConnectionPool.from_url(
                 self.url,
                 max_connections=self.max_connections,
@@ -475,10 +483,14 @@ class RedisBroker:
         if self._listener is not None:
             self._listener.deliver(publication)
 
-    def _deliver_here(self, publication: Publication) -> None:
-        """Redis is out of reach: this node's peers still get the publication."""
-        if self._listener is not None:
-            self._listener.deliver(publication)
+    def _uncount(self, room: str) -> bool:
+        """Take back one ``subscribe`` of ``room``; True while others remain."""
+        count = self._rooms.get(room, 0) - 1
+        if count > 0:
+            self._rooms[room] = count
+            return True
+        self._rooms.pop(room, None)
+        return False
 
 
 T = TypeVar("T")
@@ -493,6 +505,15 @@ async def _in_task(coro: Coroutine[Any, Any, T]) -> T:
     if asyncio.current_task() is not None:
         return await coro
     return await asyncio.get_running_loop().create_task(coro)
+
+
+def new_epoch() -> str:
+    """A fresh random epoch: 48 bits, so a recreated stream never reuses one."""
+    return secrets.token_urlsafe(6)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
 
 
 def _redact(url: str) -> str:

@@ -147,7 +147,7 @@ class Credentials:
     def _ask(self) -> None:
         if self.expires is not None and self.peer.connected:
             expires_in = round(max(self.expires - time.time(), 0.0), 3)
-            self.peer.send(wire.encode(wire.Refresh(expires_in)), True)
+            self.peer.send(wire.encode(wire.Refresh(expires_in)), True)  # kept until the welcome
 
     def _expired(self) -> None:
         self.stats["tokens_expired"] += 1

@@ -14,13 +14,17 @@ from typing import Any, Literal, Protocol
 from wirehub.codes import CloseCode
 from wirehub.config import Limits
 from wirehub.hub.transport import Transport
+from wirehub.protocol.messages import Position
 from wirehub.protocol.websocket import (
     COMPRESSION_THRESHOLD,
     encode_deflated_frame,
     encode_frame,
 )
 
-__all__ = ["Fanout", "Member", "log_context"]
+__all__ = ["Fanout", "Held", "Member", "log_context"]
+
+Held = tuple[Position | None, bytes, bool]
+"""A message kept for a member while its join replays history: (position, payload, is_text)."""
 
 logger = logging.getLogger("wirehub.hub")
 
@@ -41,7 +45,7 @@ class Member(Protocol):
         """True once the client got its ``welcome``: only then may anything else reach it."""
 
     def send(self, payload: bytes, text: bool) -> None:
-        """Send one protocol message to this client alone."""
+        """Send one protocol message to this client alone (kept until its welcome)."""
 
 
 def log_context(member: Member, **fields: str) -> dict[str, str | None]:
@@ -80,12 +84,17 @@ class Fanout:
         payload: bytes,
         text: bool,
         exclude: str | None,
+        holds: dict[Member, list[Held]] | None = None,
+        position: Position | None = None,
         *,
         volatile: bool = False,
     ) -> None:
-        """Send ``payload`` to every welcomed receiver but ``exclude`` (a member id).
+        """Send ``payload`` to every receiver but ``exclude`` (a member id).
 
-        A ``volatile`` message skips a receiver that is behind (its unsent
+        A member not welcomed yet keeps it until its welcome (``Member.send``);
+        a member in ``holds`` (a join replaying history) gets it appended
+        there, with the stream ``position`` it brings the room to. A
+        ``volatile`` message skips a receiver that is behind (its unsent
         bytes above ``limits.write_buffer_high``): a newer one will follow, so
         queueing it would only delay that one (a game's snapshot, a cursor).
         """
@@ -97,13 +106,16 @@ class Fanout:
         for member in receivers:  # the hot loop: attribute reads and one call per receiver
             transport = member.transport
             if (
-                (transport.writing_paused and (volatile or self.behind(member, transport)))
-                or member.id == exclude
-                or not member.welcomed  # joined by the connect handler, not welcomed yet
-            ):
+                transport.writing_paused and (volatile or self.behind(member, transport))
+            ) or member.id == exclude:
                 continue
-            transport.send_frame(deflated if transport.shares_deflate else frame)
-            sent += 1
+            if holds and member in holds:
+                holds[member].append((position, payload, text))
+            elif not member.welcomed:  # joined by the connect handler: sent after the welcome
+                member.send(payload, text)
+            else:
+                transport.send_frame(deflated if transport.shares_deflate else frame)
+                sent += 1
         self.stats["deliveries"] += sent
 
     def behind(self, member: Member, transport: Transport) -> bool:

@@ -415,14 +415,14 @@ class Hub:
         """Connect the broker, run the startup hooks; the host calls this before serving."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
-            await self.broker.start(self.node)
+            await self.node.start()
             try:
                 if self.fallback is not None:
                     await self.fallback.start()
                 await self.lifecycle.startup()
             except BaseException:
                 self._loop = None
-                await self.broker.close()
+                await self.node.stop()
                 raise
 
     async def stop(self) -> None:
@@ -431,7 +431,7 @@ class Hub:
         if self._loop is not None:
             await self.lifecycle.shutdown()
             self._loop = None
-            await self.broker.close()
+            await self.node.stop()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The hub as an ASGI 3 application: ``uvicorn app:hub``, ``app.mount("/rt", hub)``.

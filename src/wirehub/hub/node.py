@@ -10,6 +10,7 @@ never sees a ``Peer`` class, only ``Member``s, so ``peer.py`` sits above it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from collections.abc import Callable, Iterable
@@ -24,9 +25,12 @@ from wirehub.protocol import messages as wire
 from wirehub.security.auth import TokenAuth
 from wirehub.security.ratelimit import PeerLimiter, RateLimits
 
-__all__ = ["DisconnectReason", "EmitAuthorizer", "Node"]
+__all__ = ["CHECK_INTERVAL", "DisconnectReason", "EmitAuthorizer", "Node"]
 
 logger = logging.getLogger("wirehub.hub")
+
+CHECK_INTERVAL = 10.0
+"""Seconds between two comparisons of every room's position with the broker's."""
 
 EmitAuthorizer = Callable[[Any, str, Any], Any]  # (peer, event, data) -> bool or Awaitable
 
@@ -77,6 +81,33 @@ class Node:
         self.tasks: set[asyncio.Task[Any]] = set()
         """User code running for peers: handlers, joins, ``disconnect`` handlers (the
         server's shutdown lets them finish within its deadline)."""
+        self.check_interval: float | None = CHECK_INTERVAL
+        self._checks: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the broker (this node is its listener) and start the position checks."""
+        await self.broker.start(self)
+        if self.check_interval is not None:
+            self._checks = asyncio.get_running_loop().create_task(self._check_positions())
+
+    async def stop(self) -> None:
+        """Stop the position checks and close the broker."""
+        checks, self._checks = self._checks, None
+        if checks is not None:
+            checks.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checks
+        await self.broker.close()
+
+    async def _check_positions(self) -> None:
+        # A publication this node did not hear is otherwise found only when a
+        # later one arrives; a room that went quiet would keep the hole.
+        assert self.check_interval is not None
+        while True:
+            await asyncio.sleep(self.check_interval)
+            self.rooms.check()
 
     # -- what a peer asks -----------------------------------------------------------
 
@@ -145,12 +176,16 @@ class Node:
 
     # -- the broker's listener ---------------------------------------------------------
 
+    def resubscribed(self) -> None:
+        """The broker subscribed again after losing its link: catch up every room."""
+        self.rooms.check()
+
     def deliver(self, publication: Publication) -> None:
         """Deliver a publication to this node's peers (``BrokerListener``)."""
         if publication.room is not None:
             channel = self.channels.get(publication.room)
             if channel is None:
-                self.rooms.deliver(publication)
+                self.rooms.receive(publication)
             else:
                 channel(publication)
             return

@@ -15,7 +15,7 @@ import secrets
 from typing import Any
 
 from wirehub.codes import CloseCode, ErrorCode
-from wirehub.exceptions import ConfigError, ConnectionClosed, EventError, Reject
+from wirehub.exceptions import ConfigError, ConnectionClosed, EventError, Reject, Unavailable
 from wirehub.http.messages import Request
 from wirehub.hub.calls import Calls
 from wirehub.hub.credentials import Credentials
@@ -47,10 +47,13 @@ class Peer:
         "_calls",
         "_closed",
         "_credentials",
+        "_early",
+        "_early_bytes",
         "_limiter",
         "_pending",
         "_reading_paused",
         "_starting",
+        "_starts",
         "_tasks",
         "id",
         "info",
@@ -69,6 +72,9 @@ class Peer:
         self.info: dict[str, Any] = {}
         self.user: Any = transport.request.user
         self.welcomed = False  # accepted by the connect handler: messages are dispatched
+        self._early: list[tuple[bytes, bool]] = []  # sent before the welcome: kept for after
+        self._early_bytes = 0
+        self._starts: dict[str, wire.Position] = {}  # rooms joined before the welcome
         self._backlog: collections.deque[Message] = collections.deque()  # not dispatched yet
         self._pending = 0  # handlers and joins still running
         self._reading_paused = False
@@ -130,11 +136,20 @@ class Peer:
         return await self._calls.call(self.send, event, data, timeout)
 
     async def join(self, room: str) -> None:
-        """Add this peer to ``room``; the server decides, so no authorization runs."""
-        await self.node.rooms.join(self, room)
+        """Add this peer to ``room``; the server decides, so no authorization runs.
+
+        Every event of the room published after it returns reaches the peer
+        (before the welcome: right after it). Raises
+        ``wirehub.exceptions.Unavailable`` when the broker cannot subscribe
+        the room now.
+        """
+        position = await self.node.rooms.join(self, room)
+        if position is not None and not self.welcomed:
+            self._starts.setdefault(room, position)  # announced in the welcome
 
     async def leave(self, room: str) -> None:
         """Take this peer out of ``room`` (nothing happens if it is not in it)."""
+        self._starts.pop(room, None)
         await self.node.rooms.leave(self, room)
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
@@ -154,15 +169,32 @@ class Peer:
         Every message to one peer comes here (acks, errors, replays,
         ``emit``, calls): past ``Limits.max_buffered`` unsent bytes, the
         slow-consumer policy applies, as for a broadcast (4008, or dropped).
+        Before the welcome it is kept, and sent right after it: nothing
+        reaches a client before its welcome.
         """
+        self.node.stats["messages_out"] += 1
+        if not self.welcomed:
+            self._keep(payload, text)
+            return
         transport = self.transport
         if transport.writing_paused and self.node.fanout.behind(self, transport):
             return
-        self.node.stats["messages_out"] += 1
         if text:
             transport.send_text(payload)
         else:
             transport.send(payload)
+
+    def _keep(self, payload: bytes, text: bool) -> None:
+        """Keep a message until the welcome; a peer that piles up too much is a slow consumer."""
+        if self._closed:
+            return
+        self._early_bytes += len(payload)
+        if self._early_bytes > self.node.limits.max_buffered:
+            self._early.clear()
+            self.node.stats["slow_consumers"] += 1
+            self.transport.close(CloseCode.SLOW_CONSUMER, "too much to send before the welcome")
+            return
+        self._early.append((payload, text))
 
     def _reply(self, message: wire.Ack | wire.Error | wire.Welcome) -> None:
         self.send(wire.encode(message), True)
@@ -246,6 +278,10 @@ class Peer:
             )
             self.transport.close(exc.code, exc.reason)
             return
+        except Unavailable as exc:
+            logger.warning("connect handler: %s; closing with 1013", exc.message)
+            self.transport.close(CloseCode.TRY_AGAIN_LATER, "try again later")
+            return
         except Exception as exc:
             explain_attribute_error(exc)
             logger.exception("connect handler failed; closing with 1011", extra=self.log_context())
@@ -253,15 +289,16 @@ class Peer:
             return
         if self._closed:
             return
-        # Rooms the handler joined are announced with their positions, so the
+        # Rooms the handler joined are announced with the positions they were
+        # joined at (what followed was kept for after the welcome), so the
         # client can recover them after a reconnect like rooms it joined itself.
-        rooms = await self.node.rooms.positions(self)
-        if not self._closed:
-            self._accept(rooms)
+        joined = self.rooms
+        self._accept({name: p for name, p in self._starts.items() if name in joined})
 
     def _accept(self, rooms: dict[str, wire.Position] | None = None) -> None:
         self.node.welcomed(self)
         limits = self.node.limits
+        self.welcomed = True  # the welcome goes first, then what was kept for after it
         self._reply(
             wire.Welcome(
                 wire.PROTOCOL_VERSION,
@@ -275,7 +312,10 @@ class Peer:
                 rooms or {},
             )
         )
-        self.welcomed = True
+        early, self._early = self._early, []
+        self._starts = {}
+        for payload, text in early:
+            self.send(payload, text)
         self._drain_backlog()
 
     def _drain_backlog(self) -> None:

@@ -69,6 +69,7 @@ class Host(Protocol):
 
     def connection_closed(self) -> None: ...
 
+
 OVERLOAD_GRACE = 1.0
 """Seconds a connection past the socket budget gets to send its request (else
 closed): it holds a descriptor the server is short of."""
@@ -82,7 +83,7 @@ class Connection(asyncio.Protocol):
         "_backlog",
         "_busy",
         "_close_armed",
-                "_drain_waiters",
+        "_drain_waiters",
         "_early",
         "_eof",
         "_high_water",
