@@ -15,7 +15,7 @@ import redis
 from tests.apps.nodes import make_hub
 from tests.brokers.test_redis import StateWatch, named_clients, open_sockets
 from tests.conftest import UNIT, Served, http, serve
-from tests.hub.wire import WireClient
+from tests.hub.wire import WireClient, expect_nothing
 from tests.services import RedisServer, running_redis
 from wirehub.brokers.redis import BrokerState, RedisBroker
 
@@ -29,14 +29,23 @@ def own_redis() -> Iterator[RedisServer]:
         yield server
 
 
-@contextlib.asynccontextmanager
-async def two_nodes(
+def two_nodes(
     server: RedisServer, prefix: str
-) -> AsyncIterator[tuple[list[Served], list[RedisBroker], list[StateWatch]]]:
+) -> contextlib.AbstractAsyncContextManager[
+    tuple[list[Served], list[RedisBroker], list[StateWatch]]
+]:
     """Two servers whose hubs share ``server`` through RedisBrokers that report their state."""
+    return two_nodes_at(server.url, prefix)
+
+
+@contextlib.asynccontextmanager
+async def two_nodes_at(
+    url: str, prefix: str
+) -> AsyncIterator[tuple[list[Served], list[RedisBroker], list[StateWatch]]]:
+    """Two servers whose hubs share the Redis at ``url``."""
     watches = [StateWatch(), StateWatch()]
     brokers = [
-        RedisBroker(server.url, prefix=prefix, reconnect=RECONNECT, on_state_change=watch)
+        RedisBroker(url, prefix=prefix, reconnect=RECONNECT, on_state_change=watch)
         for watch in watches
     ]
     async with contextlib.AsyncExitStack() as stack:
@@ -209,3 +218,26 @@ def covered(got: list[int], missing: int) -> bool:
     before = max((i for i, x in enumerate(got) if x != GAP and x < missing), default=-1)
     after = min((i for i, x in enumerate(got) if x != GAP and x > missing), default=len(got))
     return GAP in got[before + 1 : after]
+
+
+async def test_events_published_while_a_node_resubscribes_are_filled_from_history(
+    redis_url: str, prefix: str
+) -> None:
+    """Redis drops node B's pub/sub connection while node A publishes: B's member still
+    gets every event, once, in order — what B did not hear is read back from history."""
+    admin = redis.Redis.from_url(redis_url)
+    async with (
+        two_nodes_at(redis_url, prefix) as (nodes, _, _),
+        await WireClient.open(nodes[1].ws("/ws")) as member,
+    ):
+        hub = nodes[0].server.hub
+        await hub.to("lobby").emit("said", 0)
+        assert (await member.recv())["offset"] == 1
+        killed = admin.client_kill_filter(_type="pubsub", skipme=True)
+        assert killed >= 2
+        for n in range(1, 40):
+            await hub.to("lobby").emit("said", n)
+        got = [(await member.recv(5 * UNIT))["offset"] for _ in range(39)]
+        assert got == list(range(2, 41))
+        await expect_nothing(member)
+    admin.close()

@@ -321,7 +321,9 @@ class RedisBroker:
             error = await self._until_fault()
             await self._drop_subscribers()
             if self._pool is not None:
-                await self._pool.disconnect()  # their sockets are likely as dead
+                # Idle sockets are likely as dead; commands in flight end on their own
+                # (a lost pub/sub connection alone must not fail the publishes).
+                await self._pool.disconnect(inuse_connections=False)
             self.reconnects += 1
             self._set_state(BrokerState.RECONNECTING, error)
             await asyncio.sleep(self._delay(0))

@@ -191,14 +191,18 @@ class Rooms:
                 room.holds[member] = []
             return room.stream.position
         joined.add(name)
+        first = room is None
         if room is None:
             room = self.by_name[name] = Room(name, self.fanout)
             room.stream = Stream(name, self._holder.broker, room, stats=self.stats)
-            room.ready = asyncio.ensure_future(self._subscribe(room))
+            room.ready = asyncio.get_running_loop().create_future()
         assert room.ready is not None and room.stream is not None
         room.joining += 1
         try:
-            await asyncio.shield(room.ready)
+            if first:  # subscribes in this task: no extra step when the broker need not wait
+                await self._subscribe(room)
+            else:
+                await asyncio.shield(room.ready)
         except Exception as exc:
             self._abandon(member, room)
             raise Unavailable(f"cannot subscribe to room {name!r} now: {exc}") from None
@@ -317,16 +321,25 @@ class Rooms:
     # -- helpers -------------------------------------------------------------------
 
     async def _subscribe(self, room: Room) -> None:
-        """Subscribe ``room`` and start its stream at the broker's position."""
+        """Subscribe ``room`` and start its stream at the broker's position; tell the
+        other joiners through ``room.ready``."""
+        assert room.ready is not None and room.stream is not None
         broker = self._holder.broker
-        await broker.subscribe(room.name)
         try:
-            position = (await broker.history(room.name, None, 0)).position
-        except BaseException:
-            await broker.unsubscribe(room.name)
+            await broker.subscribe(room.name)
+            try:
+                position = (await broker.history(room.name, None, 0)).position
+            except BaseException:
+                await broker.unsubscribe(room.name)
+                raise
+        except BaseException as exc:
+            room.ready.set_exception(
+                exc if isinstance(exc, Exception) else Unavailable("cancelled")
+            )
+            room.ready.exception()  # retrieved: the other joiners may be none
             raise
-        assert room.stream is not None
         room.stream.start(position)
+        room.ready.set_result(None)
 
     def _abandon(self, member: Member, room: Room) -> None:
         """The subscription failed: forget the joiner, and the room once nobody waits."""

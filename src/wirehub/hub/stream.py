@@ -141,6 +141,7 @@ class Stream:
         self._pending.clear()
         if self._fill is not None:
             self._fill.cancel()
+            self._fill = None
 
     @property
     def busy(self) -> bool:
