@@ -35,6 +35,8 @@ class Gated(MemoryBroker):
         self.fail_subscribe = False
 
     async def subscribe(self, room: str) -> None:
+        if room != "r":  # the hub's own channels subscribe at start
+            return await super().subscribe(room)
         self.subscribing.set()
         await self.subscribe_gate.wait()
         if self.fail_subscribe:
@@ -44,7 +46,7 @@ class Gated(MemoryBroker):
         await super().subscribe(room)
 
     async def history(self, room: str, since: Position | None, limit: int) -> History:
-        if limit:  # a replay, not the subscription's position
+        if limit and room == "r":  # a replay, not the subscription's position
             self.reading.set()
             await self.history_gate.wait()
         return await super().history(room, since, limit)

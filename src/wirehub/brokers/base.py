@@ -81,7 +81,8 @@ class Broker(Protocol):
       numbered one), else raises ``wirehub.exceptions.Unavailable``; it never
       delivers a numbered publication without a position. ``subscribe`` returns
       once the room's publications will be delivered, else raises
-      ``Unavailable`` (and counts nothing); ``history`` raises ``Unavailable``
+      ``Unavailable`` (counted all the same: the broker subscribes when it
+      can; ``unsubscribe`` gives it back); ``history`` raises ``Unavailable``
       rather than answer for a room it cannot read.
     - An epoch is never reused: a room's stream that was lost (evicted,
       expired, restarted without persistence) starts a new epoch, so offsets
@@ -113,7 +114,8 @@ class Broker(Protocol):
     async def subscribe(self, room: str) -> None:
         """This node has members in ``room`` now; returns once it is subscribed.
 
-        Raises ``Unavailable`` when the subscription cannot be confirmed."""
+        Raises ``Unavailable`` when the subscription cannot be confirmed now
+        (the call still counts: ``unsubscribe`` gives it back)."""
 
     async def unsubscribe(self, room: str) -> None:
         """This node has no members in ``room`` any more."""

@@ -225,8 +225,10 @@ class RedisBroker:
     async def subscribe(self, room: str) -> None:
         """Count a local room; the first count subscribes and waits for Redis to confirm.
 
-        Raises ``Unavailable`` (and counts nothing) when Redis is out of reach
-        or does not confirm within ``timeout``.
+        Raises ``Unavailable`` when Redis is out of reach or does not confirm
+        within ``timeout``. The count stays either way (the broker subscribes
+        every counted room when it reconnects): give it back with
+        ``unsubscribe``, as after a success.
         """
         count = self._rooms[room] = self._rooms.get(room, 0) + 1
         if count > 1 and self._accepting:
@@ -240,7 +242,6 @@ class RedisBroker:
             if not await _in_task(subscriber.subscribe([channel])):
                 raise RedisConnectionError("the connection closed while subscribing")
         except (*_UNREACHABLE, RedisError) as exc:
-            self._uncount(room)
             raise Unavailable(f"cannot subscribe to {channel!r}: {_describe(exc)}") from None
 
     async def unsubscribe(self, room: str) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hmac
 import itertools
 import logging
@@ -37,7 +38,7 @@ import msgspec
 from wirehub.brokers.base import Publication
 from wirehub.brokers.memory import MemoryBroker
 from wirehub.codes import CloseCode, ErrorCode
-from wirehub.exceptions import ConfigError, EventError, Reject
+from wirehub.exceptions import ConfigError, EventError, Reject, Unavailable
 from wirehub.http.messages import Request, Response
 from wirehub.http.routing import Router
 from wirehub.http.static import file_response
@@ -180,7 +181,8 @@ class Admin:
         self.started = time.time()
         await self.node.broker.start(self.node)
         self.hub.node.channels[CONTROL_ROOM] = self._heard
-        await self.hub.node.broker.subscribe(CONTROL_ROOM)
+        with contextlib.suppress(Unavailable):  # counted: subscribed once Redis is back
+            await self.hub.node.broker.subscribe(CONTROL_ROOM)
         self.hub.start_background_task(self._report_every_interval())
 
     async def stop(self) -> None:

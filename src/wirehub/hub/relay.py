@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import logging
 import secrets
@@ -33,6 +34,7 @@ import msgspec
 
 from wirehub.brokers.base import Publication
 from wirehub.brokers.memory import MemoryBroker
+from wirehub.exceptions import Unavailable
 from wirehub.hub.http_transport import Receiver
 from wirehub.hub.node import Node
 
@@ -97,7 +99,8 @@ class Relay:
         channel = CHANNEL_PREFIX + self.name
         if channel not in self.node.channels:
             self.node.channels[channel] = self._received
-            await self.node.broker.subscribe(channel)
+            with contextlib.suppress(Unavailable):  # counted: subscribed once Redis is back
+                await self.node.broker.subscribe(channel)
 
     def shutdown(self) -> None:
         """End the responses waiting on other nodes; their clients will ask again."""

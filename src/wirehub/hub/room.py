@@ -326,8 +326,8 @@ class Rooms:
         assert room.ready is not None and room.stream is not None
         broker = self._holder.broker
         try:
-            await broker.subscribe(room.name)
             try:
+                await broker.subscribe(room.name)
                 position = (await broker.history(room.name, None, 0)).position
             except BaseException:
                 await broker.unsubscribe(room.name)
