@@ -203,3 +203,20 @@ async def endpoint(ws):
     await ws.send("{path}")
     await ws.wait_closed()
 """
+
+
+def test_serve_history_options_reach_the_broker(
+    app_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--history-size`` and ``--history-ttl`` configure the broker that serves; 0 s is refused."""
+    import wirehub.server.serve
+
+    served: list[Any] = []
+    monkeypatch.setattr(wirehub.server.serve, "run", lambda hub, *a, **k: served.append(hub))
+    options = ["--history-size", "7", "--history-ttl", "90"]
+    result = CliRunner().invoke(main, ["serve", app_path, *options])
+    assert result.exit_code == 0, result.output
+    [hub] = served
+    assert (hub.broker.history_size, hub.broker.history_ttl) == (7, 90.0)
+    result = CliRunner().invoke(main, ["serve", app_path, "--history-ttl", "0"])
+    assert "--history-ttl" in one_line_error(result)

@@ -134,6 +134,17 @@ def load_app(target: str) -> Hub:
     "--redis-cluster", is_flag=True, help="URL is a Redis Cluster node (sharded pub/sub)."
 )
 @click.option(
+    "--history-size",
+    type=click.IntRange(min=0),
+    help="Room events kept per room for recovery (default 100).",
+)
+@click.option(
+    "--history-ttl",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="How long a room's history outlives its last event or member (default 3600).",
+)
+@click.option(
     "--reload",
     is_flag=True,
     help="Development: restart when a .py file under the app's folder changes "
@@ -166,6 +177,8 @@ def serve(
     redis_url: str | None,
     redis_prefix: str,
     redis_cluster: bool,
+    history_size: int | None,
+    history_ttl: float | None,
     reload: bool,
     metrics: bool,
     metrics_port: int | None,
@@ -185,8 +198,13 @@ def serve(
     if no_compression:
         hub.compression = False
     context = _tls_context(certfile, keyfile)
+    history = {"history_size": history_size, "history_ttl": history_ttl}
+    history = {name: value for name, value in history.items() if value is not None}
     if redis_url is not None:
-        hub.broker = _redis_broker(redis_url, redis_prefix, redis_cluster)
+        hub.broker = _redis_broker(redis_url, redis_prefix, redis_cluster, **history)
+    else:
+        for name, value in history.items():  # the in-memory broker (or the app's own)
+            setattr(hub.broker, name, value)
     if metrics or metrics_port is not None:
         _enable_metrics(hub, metrics_port)
     if admin and hub.admin is None:
@@ -233,13 +251,13 @@ def _tls_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext | 
     return context
 
 
-def _redis_broker(url: str, prefix: str, cluster: bool) -> Any:
+def _redis_broker(url: str, prefix: str, cluster: bool, **history: Any) -> Any:
     try:
         from wirehub.brokers.redis import RedisBroker
     except ImportError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        broker = RedisBroker(url, prefix=prefix, cluster=cluster)
+        broker = RedisBroker(url, prefix=prefix, cluster=cluster, **history)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--redis") from None
     _check_redis(url, cluster)

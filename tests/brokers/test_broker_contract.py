@@ -52,8 +52,10 @@ async def test_rooms_have_their_own_offsets(start: Start) -> None:
 
 
 async def test_a_room_never_published_has_offset_0_and_keeps_its_epoch(start: Start) -> None:
-    """A new room is at offset 0; its first publication gets that epoch and offset 1."""
+    """A new room with members is at offset 0; its first publication gets that epoch and
+    offset 1 (what a joiner learns holds even in a room nobody has published to)."""
     broker, _ = await start()
+    await broker.subscribe("new")
     history = await broker.history("new", None, 10)
     assert history.position.offset == 0
     assert history.publications == []
@@ -191,3 +193,32 @@ async def test_health_reports_name_and_ok(start: Start) -> None:
     health = broker.health()
     assert isinstance(health["broker"], str)
     assert health["ok"] is True
+
+
+async def test_history_is_bounded_in_bytes_oldest_first(start: Start) -> None:
+    """Past ``history_bytes`` the oldest kept publications go; recovery says so, and what
+    is still kept is still recovered."""
+    broker, _ = await start(history_size=100, history_bytes=300)
+    await broker.subscribe("r")
+    big = Publication(b'"event":"e","data":"%s"}' % (b"x" * 80), room="r")
+    positions = [await broker.publish(big) for _ in range(6)]
+    assert all(p is not None for p in positions)
+    latest = await broker.history("r", None, 100)
+    kept = [p.position.offset for p in latest.publications if p.position]
+    assert 1 <= len(kept) <= 3 and kept == list(range(7 - len(kept), 7))
+    first_kept = Position(latest.position.epoch, kept[0] - 1)
+    assert (await broker.history("r", first_kept, 100)).recovered
+    assert not (await broker.history("r", Position(latest.position.epoch, 1), 100)).recovered
+
+
+async def test_a_publication_too_big_to_keep_is_never_replayed_out_of_order(start: Start) -> None:
+    """One publication above ``history_bytes`` is not kept: recovery across it fails, and
+    recovery after it works."""
+    broker, _ = await start(history_bytes=100)
+    await broker.subscribe("r")
+    small = await broker.publish(event(1))
+    await broker.publish(Publication(b'"event":"e","data":"%s"}' % (b"x" * 200), room="r"))
+    after = await broker.publish(event(3))
+    assert small is not None and after is not None
+    assert not (await broker.history("r", small, 10)).recovered
+    assert (await broker.history("r", Position(after.epoch, after.offset - 1), 10)).recovered

@@ -118,7 +118,8 @@ async def test_a_node_hears_only_rooms_it_subscribed(redis_url: str, prefix: str
 
 
 async def test_layout_in_redis(redis_url: str, prefix: str, admin: redis.Redis) -> None:
-    """A room is one hash (epoch, offset, kept tails) named like its channel, with a TTL."""
+    """A room is one hash (epoch, offset, first kept, bytes kept, kept tails) named like its
+    channel, with a TTL."""
     async with node(redis_url, prefix, history_size=2, history_ttl=60) as (broker, _):
         await broker.subscribe("r")
         for n in range(3):
@@ -127,19 +128,41 @@ async def test_layout_in_redis(redis_url: str, prefix: str, admin: redis.Redis) 
         fields = admin.hgetall(key)
         assert last is not None
         assert fields[b"e"].decode() == last.epoch and fields[b"o"] == b"3"
-        assert sorted(k for k in fields if k not in (b"e", b"o")) == [b"2", b"3"]
+        assert sorted(k for k in fields if k.isdigit()) == [b"2", b"3"]
+        assert (fields[b"f"], fields[b"b"]) == (b"2", str(len(fields[b"2"]) * 2).encode())
         assert 0 < admin.pttl(key) <= 60_000
         channels = {c.decode() for c in admin.pubsub_channels(f"{prefix}:*")}
         assert channels == {f"{prefix}:all", f"{prefix}:peer", key}
 
 
-async def test_no_ttl_when_history_ttl_is_none(
+def test_keys_always_expire() -> None:
+    """``history_ttl`` must be a positive number: a room's key never lives forever."""
+    for ttl in (None, 0, -1):
+        with pytest.raises(ConfigError):
+            RedisBroker(history_ttl=ttl)  # type: ignore[arg-type]
+
+
+async def test_history_is_bounded_in_bytes_and_a_quiet_room_keeps_its_epoch(
     redis_url: str, prefix: str, admin: redis.Redis
 ) -> None:
-    """``history_ttl=None`` leaves the room's key without an expiry."""
-    async with node(redis_url, prefix, history_ttl=None) as (broker, _):
-        await broker.publish(event(1))
-        assert admin.pttl(f"{prefix}:room:r") == -1
+    """Kept events are trimmed to ``history_bytes`` (oldest first); a history read
+    refreshes the key's expiry, so a room whose nodes check it keeps its epoch."""
+    async with node(redis_url, prefix, history_bytes=200, history_ttl=0.3) as (broker, _):
+        big = Publication(b'"event":"e","data":"%s"}' % (b"x" * 60), room="r")
+        for _ in range(5):
+            last = await broker.publish(big)
+        key = f"{prefix}:room:r"
+        kept = [k for k in admin.hkeys(key) if k.isdigit()]
+        assert kept == [b"4", b"5"] or sorted(kept) == [b"4", b"5"]
+        assert int(admin.hget(key, "b")) <= 200
+        recovered = await broker.history("r", Position(last.epoch, 3), 10)
+        assert recovered.recovered and [p.position.offset for p in recovered.publications] == [4, 5]
+        assert not (await broker.history("r", Position(last.epoch, 2), 10)).recovered
+        for _ in range(4):  # longer than the TTL, with reads in between
+            await asyncio.sleep(0.15)
+            assert (await broker.history("r", None, 0)).position == last
+        await asyncio.sleep(0.5)  # nobody reads: the key expires, the epoch is gone
+        assert admin.exists(key) == 0
 
 
 async def test_a_lost_key_starts_a_new_epoch(

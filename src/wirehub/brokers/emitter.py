@@ -9,7 +9,7 @@ same envelope), and every node delivers to its own peers::
     with Emitter("redis://10.0.0.5:6379/0") as emitter:
         emitter.emit("news", {"title": "hi"}, room="lobby")
 
-Use the same ``prefix``, ``history_size``, ``history_ttl`` and ``cluster`` as
+Use the same ``prefix``, ``history_size``, ``history_ttl``, ``history_bytes`` and ``cluster`` as
 the nodes. ``redis`` is imported when an emitter is created, so importing
 wirehub never needs it.
 """
@@ -57,7 +57,8 @@ class _Base:
         *,
         prefix: str = "wirehub",
         history_size: int = 100,
-        history_ttl: float | None = 3600.0,
+        history_ttl: float = 3600.0,
+        history_bytes: int = 1 << 20,
         cluster: bool = False,
         timeout: float = 5.0,
     ) -> None:
@@ -66,6 +67,7 @@ class _Base:
         self.prefix = prefix
         self.history_size = history_size
         self.history_ttl = history_ttl
+        self.history_bytes = history_bytes
         self.cluster = cluster
         redis = _redis()
         family = redis.asyncio if self._asyncio else redis
@@ -91,6 +93,7 @@ class _Base:
             size=self.history_size,
             ttl=self.history_ttl,
             sharded=self.cluster,
+            max_bytes=self.history_bytes,
         )
 
     @property

@@ -90,9 +90,14 @@ class RedisBroker:
     ``url`` is a redis-py URL (``redis://[:password@]host:port/db``,
     ``rediss://`` for TLS, ``unix://``). ``prefix`` starts every key and
     channel: hubs sharing a Redis but not their clients use different ones.
-    ``history_size`` publications are kept per room for ``history_ttl``
-    seconds after the room's last publication (None: until Redis evicts
-    them). ``cluster=True`` talks to a Redis Cluster and uses sharded pub/sub
+    ``history_size`` publications (at most ``history_bytes`` bytes) are kept
+    per room; the room's key expires ``history_ttl`` seconds after its last
+    publication or position check (every node checks the rooms it has
+    members in every 10 s, so those keep their epoch), and a room used again
+    after that starts a new epoch. Keys always expire; bound Redis's memory
+    in total with ``maxmemory`` and ``maxmemory-policy volatile-lru`` (a room
+    Redis evicts starts a new epoch too: its members get a gap notice).
+    ``cluster=True`` talks to a Redis Cluster and uses sharded pub/sub
     (``SPUBLISH``/``SSUBSCRIBE``, Redis 7). ``timeout`` bounds every
     command and connection attempt; ``keepalive`` is how often the pub/sub
     connection is pinged; ``reconnect`` is the first and the longest delay
@@ -106,7 +111,8 @@ class RedisBroker:
         *,
         prefix: str = "wirehub",
         history_size: int = 100,
-        history_ttl: float | None = 3600.0,
+        history_ttl: float = 3600.0,
+        history_bytes: int = 1 << 20,
         cluster: bool = False,
         timeout: float = 5.0,
         keepalive: float = 10.0,
@@ -116,8 +122,10 @@ class RedisBroker:
     ) -> None:
         if not prefix:
             raise ConfigError("RedisBroker needs a non-empty prefix")
-        if history_size < 0:
-            raise ConfigError("history_size is 0 or more")
+        if history_size < 0 or history_bytes < 0:
+            raise ConfigError("history_size and history_bytes are 0 or more")
+        if history_ttl is None or not history_ttl > 0:
+            raise ConfigError("history_ttl is seconds above 0: Redis keys always expire")
         try:
             self._kwargs = dict(aioredis.connection.parse_url(url))
         except ValueError as exc:
@@ -126,6 +134,7 @@ class RedisBroker:
         self.prefix = prefix
         self.history_size = history_size
         self.history_ttl = history_ttl
+        self.history_bytes = history_bytes
         self.cluster = cluster
         self.timeout = timeout
         self.keepalive = keepalive
@@ -206,6 +215,7 @@ class RedisBroker:
                     size=self.history_size,
                     ttl=self.history_ttl,
                     sharded=self.cluster,
+                    max_bytes=self.history_bytes,
                 )
                 key = room_channel(self.prefix, publication.room)
                 async with self._commands:

@@ -6,10 +6,12 @@ publisher writes the same thing. No I/O and no ``redis`` import here.
 **Names.** With prefix ``P``:
 
 - ``P:room:NAME`` is both the room's *channel* and its *key*: a hash holding
-  the epoch (``e``), the last offset (``o``) and the kept publications (one
-  field per offset). Using the same string for both puts them in the same
-  Redis Cluster slot, so one script can update the key and ``SPUBLISH`` on
-  the channel.
+  the epoch (``e``), the last offset (``o``), the first kept offset (``f``),
+  the bytes kept (``b``) and the kept publications (one field per offset).
+  The key always expires ``history_ttl`` after its last publication or
+  history read, so a room nobody uses costs nothing for long. Using the
+  same string for both puts them in the same Redis Cluster slot, so one
+  script can update the key and ``SPUBLISH`` on the channel.
 - ``P:all`` carries publications to every peer, ``P:peer`` those to one peer.
   Every node subscribes to both; a node that does not have the peer drops
   the publication (no peer→node table to keep right, at the price of one
@@ -136,7 +138,11 @@ def _publication(tail: bytes | memoryview, position: Position | None) -> Publica
 # -- scripts -------------------------------------------------------------------------
 
 # One round trip per room publication: the offset is assigned, the tail kept
-# and the envelope published atomically, so every node sees one order.
+# and the envelope published atomically, so every node sees one order. Kept
+# publications are bounded per room in count (ARGV[2]) and bytes (ARGV[6]):
+# 'f' is the first kept offset and 'b' the bytes kept. The key always expires
+# (ARGV[3] ms after the last publication or history read), and then the room
+# gets a new random epoch: offsets never repeat within an epoch.
 PUBLISH_SCRIPT = """
 local key = KEYS[1]
 local epoch = redis.call('HGET', key, 'e')
@@ -146,26 +152,35 @@ if not epoch then
 end
 local offset = redis.call('HINCRBY', key, 'o', 1)
 local size = tonumber(ARGV[2])
-if size > 0 then
+local most = tonumber(ARGV[6])
+if size > 0 and string.len(ARGV[4]) <= most then
   redis.call('HSET', key, offset, ARGV[4])
-  if offset > size then redis.call('HDEL', key, offset - size) end
+  local first = tonumber(redis.call('HGET', key, 'f') or offset)
+  local kept = redis.call('HINCRBY', key, 'b', string.len(ARGV[4]))
+  while first < offset and (offset - first >= size or kept > most) do
+    kept = redis.call('HINCRBY', key, 'b', -redis.call('HSTRLEN', key, first))
+    redis.call('HDEL', key, first)
+    first = first + 1
+  end
+  redis.call('HSET', key, 'f', first)
 end
-if ARGV[3] ~= '0' then redis.call('PEXPIRE', key, ARGV[3]) end
+redis.call('PEXPIRE', key, ARGV[3])
 redis.call(ARGV[5], key, '\\1' .. epoch .. ':' .. string.format('%d', offset) .. '\\0' .. ARGV[4])
 return {epoch, offset}
 """
 
 # Reads the room's position and the kept publications a recovery needs;
 # creates the room's epoch when it has none, so a join learns the epoch that
-# the next publication will carry.
+# the next publication will carry. It refreshes the key's expiry: the nodes'
+# periodic position checks keep a quiet room that has members on its epoch.
 HISTORY_SCRIPT = """
 local key = KEYS[1]
 local epoch = redis.call('HGET', key, 'e')
 if not epoch then
   epoch = ARGV[1]
   redis.call('HSET', key, 'e', epoch, 'o', 0)
-  if ARGV[2] ~= '0' then redis.call('PEXPIRE', key, ARGV[2]) end
 end
+redis.call('PEXPIRE', key, ARGV[2])
 local offset = tonumber(redis.call('HGET', key, 'o'))
 local limit = tonumber(ARGV[5])
 local first
@@ -185,16 +200,26 @@ return {epoch, offset, 1, first, redis.call('HMGET', key, unpack(fields))}
 """
 
 
-def _ttl_ms(ttl: float | None) -> int:
-    return 0 if ttl is None else max(1, round(ttl * 1000))
+def _ttl_ms(ttl: float) -> int:
+    return max(1, round(ttl * 1000))
 
 
 def publish_args(
-    publication: Publication, *, epoch: str, size: int, ttl: float | None, sharded: bool
+    publication: Publication,
+    *,
+    epoch: str,
+    size: int,
+    ttl: float,
+    sharded: bool,
+    max_bytes: int = 1 << 20,
 ) -> list[Any]:
-    """``ARGV`` of ``PUBLISH_SCRIPT``; ``epoch`` is used only if the room has none."""
+    """``ARGV`` of ``PUBLISH_SCRIPT``; ``epoch`` is used only if the room has none.
+
+    ``size`` and ``max_bytes`` bound what the room keeps (events, bytes of
+    their encoded tails); ``ttl`` (seconds) is when the room's key expires.
+    """
     command = "SPUBLISH" if sharded else "PUBLISH"
-    return [epoch, size, _ttl_ms(ttl), encode_tail(publication), command]
+    return [epoch, size, _ttl_ms(ttl), encode_tail(publication), command, max_bytes]
 
 
 def parse_position(reply: Any) -> Position:
@@ -203,7 +228,7 @@ def parse_position(reply: Any) -> Position:
     return Position(epoch.decode() if isinstance(epoch, bytes) else epoch, int(offset))
 
 
-def history_args(since: Position | None, limit: int, *, epoch: str, ttl: float | None) -> list[Any]:
+def history_args(since: Position | None, limit: int, *, epoch: str, ttl: float) -> list[Any]:
     """``ARGV`` of ``HISTORY_SCRIPT``; ``epoch`` is used only if the room has none."""
     if since is None:
         return [epoch, _ttl_ms(ttl), "", 0, max(limit, 0)]

@@ -132,12 +132,7 @@ class Hub:
     ) -> None:
         if slow_consumer not in ("close", "drop"):
             raise ConfigError(f"slow_consumer is 'close' or 'drop', not {slow_consumer!r}")
-        self.limits = limits or Limits()
-        self.timeouts = timeouts or Timeouts()
-        self.compression = compression
         self.subprotocols = subprotocols
-        self.presence = presence
-        self.slow_consumer = slow_consumer
         self.trusted_proxies = TrustedProxies(trusted_proxies) if trusted_proxies else None
         self.cors = CorsPolicy(cors_origins) if cors_origins else None
         self.router = Router()
@@ -146,8 +141,8 @@ class Hub:
         self.rate_limits = rate_limits or RateLimits()
         self.node = Node(
             broker if broker is not None else MemoryBroker(),
-            limits=self.limits,
-            timeouts=self.timeouts,
+            limits=limits or Limits(),
+            timeouts=timeouts or Timeouts(),
             stats=self.stats,
             presence=presence,
             compression=compression,
@@ -183,6 +178,54 @@ class Hub:
             from wirehub.hub.admin import Admin
 
             self.admin = Admin(self, admin_key)
+
+    # The settings peers read live in the node: these forward to it, so they
+    # may still be replaced before serving (the CLI does).
+
+    @property
+    def limits(self) -> Limits:
+        """Size and count limits (``wirehub.Limits``)."""
+        return self.node.limits
+
+    @limits.setter
+    def limits(self, limits: Limits) -> None:
+        self.node.limits = self.node.fanout.limits = self.node.rooms.limits = limits
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """Timeouts in seconds (``wirehub.Timeouts``)."""
+        return self.node.timeouts
+
+    @timeouts.setter
+    def timeouts(self, timeouts: Timeouts) -> None:
+        self.node.timeouts = timeouts
+
+    @property
+    def compression(self) -> bool:
+        """Whether permessage-deflate is offered (and big broadcasts deflated once)."""
+        return self.node.fanout.compression
+
+    @compression.setter
+    def compression(self, compression: bool) -> None:
+        self.node.fanout.compression = compression
+
+    @property
+    def presence(self) -> bool:
+        """Whether joins and leaves are announced to the room."""
+        return self.node.rooms.presence
+
+    @presence.setter
+    def presence(self, presence: bool) -> None:
+        self.node.rooms.presence = presence
+
+    @property
+    def slow_consumer(self) -> Literal["close", "drop"]:
+        """What happens to a peer that does not read fast enough."""
+        return self.node.fanout.slow_consumer
+
+    @slow_consumer.setter
+    def slow_consumer(self, policy: Literal["close", "drop"]) -> None:
+        self.node.fanout.slow_consumer = policy
 
     @property
     def broker(self) -> Broker:
