@@ -65,16 +65,17 @@ def test_names() -> None:
 
 
 def test_script_arguments() -> None:
-    """TTLs go in milliseconds (0: none); cluster mode publishes with SPUBLISH."""
+    """TTLs go in milliseconds; cluster mode publishes with SPUBLISH; the bytes bound last."""
     publication = Publication(b"{}", room="r")
-    args = publish_args(publication, epoch="E", size=10, ttl=1.5, sharded=True)
-    assert args == ["E", 10, 1500, encode_tail(publication), "SPUBLISH"]
-    assert publish_args(publication, epoch="E", size=0, ttl=None, sharded=False)[2:] == [
-        0,
+    args = publish_args(publication, epoch="E", size=10, ttl=1.5, sharded=True, max_bytes=99)
+    assert args == ["E", 10, 1500, encode_tail(publication), "SPUBLISH", 99]
+    assert publish_args(publication, epoch="E", size=0, ttl=0.0001, sharded=False)[2:] == [
+        1,  # never 0: the key always expires
         encode_tail(publication),
         "PUBLISH",
+        1 << 20,
     ]
-    assert history_args(None, 5, epoch="E", ttl=None) == ["E", 0, "", 0, 5]
+    assert history_args(None, 5, epoch="E", ttl=3) == ["E", 3000, "", 0, 5]
     assert history_args(Position("x", 3), 5, epoch="E", ttl=2) == ["E", 2000, "x", 3, 5]
 
 
