@@ -247,7 +247,8 @@ class Rooms:
         if problem is not None:
             raise EventError(ErrorCode.INVALID_DATA, problem, {"path": "$.room", "error": problem})
         joined = self._of.get(member, set())
-        if name not in joined:
+        new = name not in joined
+        if new:
             # The room counts against the limit from the check on, across the
             # awaits below: joins sent together cannot all pass the check first.
             joining = self._joining.setdefault(member, set())
@@ -260,7 +261,7 @@ class Rooms:
                 )
             joining.add(name)
         try:
-            if name not in joined and not await self._authorized(member, name):
+            if new and not await self._authorized(member, name):
                 self.stats["forbidden"] += 1
                 raise EventError(ErrorCode.FORBIDDEN, "not allowed to join this room")
             key = (member, name)
@@ -273,10 +274,11 @@ class Rooms:
                 del self._client_joins[key]
                 done.set_result(None)
         finally:
-            joining = self._joining.get(member, set())
-            joining.discard(name)
-            if not joining:
-                self._joining.pop(member, None)
+            if new:
+                joining = self._joining.get(member, set())
+                joining.discard(name)
+                if not joining:
+                    self._joining.pop(member, None)
 
     async def _client_join(
         self, member: Member, name: str, since: wire.Position | None, history: int
