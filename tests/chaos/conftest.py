@@ -36,6 +36,7 @@ def table() -> list[str]:
                 str(v.silent),
                 str(v.duplicated),
                 str(v.out_of_order),
+                "yes" if v.ok else "NO",
                 f"{r.seconds:.1f}",
             )
         )
