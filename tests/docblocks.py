@@ -325,14 +325,10 @@ class Session:
         """Start a server in the background; (None, status, output) if it exited instead."""
         process = subprocess.Popen(
             command,
-            shell=True,
-            executable="/bin/bash",
-            cwd=self.directory,
-            env=self.env,
+            **self._bash(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
             start_new_session=True,
         )
         try:
@@ -345,19 +341,21 @@ class Session:
             raise AssertionError(f"{block.where}: `{command}` did not listen:\n{output}") from None
         return process, 0, ""
 
+    def _bash(self) -> dict[str, Any]:
+        """How every command runs: bash, in the scratch directory, with the file's exports."""
+        return {
+            "shell": True,
+            "executable": "/bin/bash",
+            "cwd": self.directory,
+            "env": self.env,
+            "text": True,
+        }
+
     def _shell(
         self, command: str, *, stdin: str = "", timeout: float = 30 * UNIT
     ) -> tuple[int, str]:
         result = subprocess.run(
-            command,
-            shell=True,
-            executable="/bin/bash",
-            cwd=self.directory,
-            env=self.env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
+            command, **self._bash(), input=stdin, capture_output=True, timeout=timeout
         )
         return result.returncode, result.stdout + result.stderr
 
