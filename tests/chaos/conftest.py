@@ -1,4 +1,12 @@
-"""The chaos table: one row per fault, printed at the end of the session."""
+"""The chaos table: one row per fault, printed at the end of the session.
+
+Columns: the publisher's attempts by outcome and their rate; then, summed over
+members, the acknowledged events each was owed that it got once in order
+(delivered), that a gap notice covered (told), that it neither got nor was
+told of (silent); copies of an event (duplicated), events after one they
+precede (out of order), gap callbacks (notices); whether the checker
+passed; the run's seconds (processes' start and stop aside).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +19,13 @@ COLUMNS = (
     "broker",
     "fault",
     "acked/failed/unknown",
+    "per s",
     "delivered",
     "told",
     "silent",
     "duplicated",
     "out of order",
+    "notices",
     "ok",
     "s",
 )
@@ -31,11 +41,13 @@ def table() -> list[str]:
                 r.broker,
                 r.fault,
                 f"{p[Outcome.ACKED]}/{p[Outcome.FAILED]}/{p[Outcome.UNKNOWN]}",
+                f"{r.rate:.0f}",
                 str(v.delivered),
                 str(v.told),
                 str(v.silent),
                 str(v.duplicated),
                 str(v.out_of_order),
+                str(v.notices),
                 "yes" if v.ok else "NO",
                 f"{r.seconds:.1f}",
             )

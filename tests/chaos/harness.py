@@ -64,6 +64,7 @@ class Result:
     broker: str
     fault: str
     published: dict[Outcome, int]
+    rate: float  # publish attempts per second, first to last
     verdict: Verdict
     seconds: float
 
@@ -333,11 +334,14 @@ class Run:
         """Judge every member, record the table row, and return the verdict."""
         verdict = checker.judge(self.publisher.publications, [m.record for m in self.members])
         verdict.problems += self.waits
+        publications = self.publisher.publications
         published = {outcome: 0 for outcome in Outcome}
-        for publication in self.publisher.publications:
+        for publication in publications:
             published[publication.outcome] += 1
+        span = publications[-1].started - publications[0].started if publications else 0.0
+        rate = (len(publications) - 1) / span if span else 0.0
         seconds = time.monotonic() - self.began
-        RESULTS.append(Result(self.broker, self.fault, published, verdict, seconds))
+        RESULTS.append(Result(self.broker, self.fault, published, rate, verdict, seconds))
         return verdict
 
 

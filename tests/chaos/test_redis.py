@@ -185,7 +185,8 @@ async def test_sigstop_redis(tmp_path: Path) -> None:
 async def test_slow_subscribe(tmp_path: Path) -> None:
     """SUBSCRIBE held back by a proxy while members join a room new to their node."""
     with redis() as server, Proxy(server.port, resp=True) as proxy:
-        proxy.add(Rule("up", "SUBSCRIBE", delay=TIMEOUT / 2))
+        # Slow (30 events go by) but well within the timeout: the joins must wait, not fail.
+        proxy.add(Rule("up", "SUBSCRIBE", delay=TIMEOUT / 4))
         async with nodes(tmp_path, proxy.port) as (a, b):
             late = range(1, MEMBERS, 2)  # b's members join while the room is busy
             async with Run("redis", "slow SUBSCRIBE", a.ws(), spread(a, b), late=late) as run:
