@@ -6,6 +6,7 @@ from tests.test_imports import MODULES, imports_of, module_name
 
 REDIS_MODULES = {
     "wirehub.brokers.redis",
+    "wirehub.brokers.redis_presence",
     "wirehub.brokers.subscriber",
 }
 # Brokers stand on the protocol, configuration and exceptions only (DESIGN.md layers).
@@ -28,14 +29,19 @@ def test_only_the_cli_imports_the_redis_broker() -> None:
 
 
 def test_the_hub_imports_no_concrete_broker_but_memory() -> None:
-    """The hub talks to the Broker protocol; its only concrete broker is the default one."""
+    """The hub talks to the Broker protocol; its only concrete broker is the default one
+    (and of presence stores, the in-memory one)."""
     for path in MODULES:
         module = module_name(path)
         if not module.startswith("wirehub.hub"):
             continue
         for name, _, _ in imports_of(path.read_text(), module):
             if name.startswith("wirehub.brokers."):
-                assert name in ("wirehub.brokers.base", "wirehub.brokers.memory"), (module, name)
+                assert name in (
+                    "wirehub.brokers.base",
+                    "wirehub.brokers.memory",
+                    "wirehub.brokers.presence",  # the PresenceStore protocol and MemoryPresence
+                ), (module, name)
 
 
 def test_brokers_import_only_protocol_config_and_exceptions() -> None:

@@ -61,6 +61,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by a test with redis hidden
     raise ImportError("RedisBroker needs the redis package: pip install 'wirehub[redis]'") from exc
 
+from wirehub.brokers.presence import DEFAULT_TTL
+from wirehub.brokers.redis_presence import RedisPresence
 from wirehub.brokers.subscriber import Subscriber
 
 __all__ = ["BrokerState", "RedisBroker"]
@@ -288,6 +290,10 @@ class RedisBroker:
         except (RedisError, EnvelopeError) as exc:
             self._report(exc)
             raise Unavailable(f"cannot read history from Redis: {_describe(exc)}") from None
+
+    def presence_store(self, *, ttl: float = DEFAULT_TTL) -> RedisPresence:
+        """A presence store on this broker's Redis, prefix and mode (``Hub(presence=True)``)."""
+        return RedisPresence(self.url, prefix=self.prefix, ttl=ttl, cluster=self.cluster)
 
     def health(self) -> dict[str, Any]:
         report: dict[str, Any] = {

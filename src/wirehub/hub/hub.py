@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, cas
 
 from wirehub.brokers.base import Broker
 from wirehub.brokers.memory import MemoryBroker
+from wirehub.brokers.presence import PresenceStore
 from wirehub.config import Limits, Timeouts
 from wirehub.exceptions import ConfigError
 from wirehub.http.messages import Request, Response
@@ -29,6 +30,7 @@ from wirehub.hub.handlers import HandlerSpec
 from wirehub.hub.lifecycle import Lifecycle
 from wirehub.hub.node import EmitAuthorizer, Node
 from wirehub.hub.peer import Peer
+from wirehub.hub.presence import ClusterPresence
 from wirehub.hub.room import JoinAuthorizer, Room
 from wirehub.hub.target import Target
 from wirehub.hub.transport import Transport
@@ -92,7 +94,9 @@ class Hub:
     ``timeouts``, ``compression`` (offer permessage-deflate), ``subprotocols``
     (default for plain endpoints), ``broker`` (``MemoryBroker()`` unless
     given), ``events_path`` (the event endpoint; None turns it off),
-    ``presence`` (announce joins and leaves to room members),
+    ``presence`` (announce joins and leaves to room members, and know every
+    node's members: True, or the ``PresenceStore`` to keep them in; True picks
+    ``RedisPresence`` with a ``RedisBroker``, see ``hub/presence.py``),
     ``slow_consumer`` (what happens to a peer that does not read fast enough:
     ``"close"`` it with 4008, or ``"drop"`` the messages it cannot take),
     ``trusted_proxies`` (addresses or networks of the reverse proxies whose
@@ -119,7 +123,7 @@ class Hub:
         subprotocols: list[str] | None = None,
         broker: Broker | None = None,
         events_path: str | None = "/ws",
-        presence: bool = False,
+        presence: bool | PresenceStore = False,
         slow_consumer: Literal["close", "drop"] = "close",
         allowed_origins: Iterable[str] | None = None,
         rate_limits: RateLimits | None = None,
@@ -144,7 +148,7 @@ class Hub:
             limits=limits or Limits(),
             timeouts=timeouts or Timeouts(),
             stats=self.stats,
-            presence=presence,
+            presence=bool(presence),
             compression=compression,
             slow_consumer=slow_consumer,
             rate_limits=self.rate_limits,
@@ -168,6 +172,13 @@ class Hub:
             self.router.add_http(f"/{name}", {"GET"}, _package_file(STATIC / name))
         if api_key is not None:
             self.router.add_http(EMIT_PATH, {"POST"}, emit_route(self.node, api_key))
+        self.cluster: ClusterPresence | None = None
+        if presence:
+            store = None if presence is True else presence
+            self.cluster = ClusterPresence(self.node, self.node.rooms, store)
+            self.node.rooms.cluster = self.cluster
+            self.on_startup(self.cluster.start)
+            self.on_shutdown(self.cluster.stop)
         self.metrics: Metrics | None = None
         if metrics:
             from wirehub.hub.metrics import Metrics  # prometheus-client is an optional extra
@@ -378,6 +389,23 @@ class Hub:
     def to_peer(self, peer_id: str) -> Target:
         """One peer by id, wherever it is connected."""
         return Target(self.node, peer=peer_id)
+
+    async def members(self, room: str) -> list[dict[str, Any]]:
+        """The members of ``room`` on every node: ``[{"id": ..., "info": {...}}, ...]``.
+
+        Needs ``Hub(presence=...)`` (else ``ConfigError``). A node killed
+        without leaving drops out within the presence ``ttl`` (15 s by default).
+        """
+        return await self._cluster().members(room)
+
+    async def room_sizes(self) -> dict[str, int]:
+        """Every room with members on any node, with how many. Needs ``Hub(presence=...)``."""
+        return await self._cluster().room_sizes()
+
+    def _cluster(self) -> ClusterPresence:
+        if self.cluster is None:
+            raise ConfigError("cluster-wide members need Hub(presence=True)")
+        return self.cluster
 
     def room(self, name: str) -> Room:
         """The local members of ``name`` (an empty room if nobody is in it)."""

@@ -30,6 +30,7 @@ from wirehub.codes import ErrorCode
 from wirehub.config import Limits
 from wirehub.exceptions import EventError, Unavailable
 from wirehub.hub.fanout import Fanout, Held, Member, log_context
+from wirehub.hub.presence import ClusterPresence, announce
 from wirehub.hub.stream import Stream
 from wirehub.protocol import messages as wire
 
@@ -139,6 +140,8 @@ class Rooms:
         self.stats = stats
         self.authorize: JoinAuthorizer | None = None
         self.by_name: dict[str, Room] = {}
+        self.cluster: ClusterPresence | None = None
+        """With ``Hub(presence=...)``: presence of every node (``hub/presence.py``)."""
         self._of: dict[Member, set[str]] = {}  # each member's rooms (joined or joining)
         self._joining: dict[Member, set[str]] = {}  # rooms its joins are still deciding
         self._client_joins: dict[tuple[Member, str], asyncio.Future[None]] = {}
@@ -300,7 +303,11 @@ class Rooms:
         if since is not None:
             answer["recovered"] = recovered
         if self.presence:
-            answer["members"] = [{"id": m.id, "info": m.info} for m in room.members]
+            answer["members"] = (
+                await self.cluster.members(name)
+                if self.cluster is not None
+                else [{"id": m.id, "info": m.info} for m in room.members]
+            )
         return answer
 
     def gone(self, member: Member) -> tuple[list[str], list[str]]:
@@ -429,13 +436,9 @@ class Rooms:
         return True
 
     async def _announce(self, room: str, change: str, member: Member) -> None:
-        who = wire.encode_json({"id": member.id, "info": member.info})
-        body = b'"%s":%s}' % (change.encode(), who)
-        publication = Publication(body, room=room, exclude=member.id, presence=True)
-        try:
-            await self._holder.broker.publish(publication)
-        except Unavailable as exc:  # presence is best effort (docs/events.md)
-            logger.warning("room %r: presence not announced: %s", room, exc.message)
+        if self.cluster is not None:  # recorded for every node before it is announced
+            await self.cluster.record(room, change, member)
+        await announce(self._holder.broker, room, change, {"id": member.id, "info": member.info})
 
     async def _authorized(self, member: Member, room: str) -> bool:
         if self.authorize is None:
