@@ -257,6 +257,16 @@ class _HubCollector:
             stats["dropped"],
         )
         yield _counter(
+            "wirehub_gaps",
+            "Gap notices sent: room events members may have missed (history could not fill)",
+            stats["gaps"],
+        )
+        yield _counter(
+            "wirehub_history_fills",
+            "Holes in a room's stream filled from history before delivery",
+            stats["filled"],
+        )
+        yield _counter(
             "wirehub_errors",
             "Error replies sent to peers (bad messages, failed handlers)",
             stats["errors"],

@@ -23,6 +23,8 @@ REPORTED_STATS = (
     "deliveries",
     "slow_consumers",
     "dropped",
+    "gaps",
+    "filled",
     "errors",
     "rate_limited",
     "refused_origin",

@@ -69,6 +69,7 @@ function render() {
     text(row, "td", number(rate(node, "messages_out") + rate(node, "deliveries")));
     text(row, "td", number(rate(node, "deliveries")));
     text(row, "td", number(r.stats.slow_consumers));
+    text(row, "td", number(r.stats.gaps), r.stats.gaps > 0 ? "warn" : "");
     const refused = ["refused_origin", "refused_capacity", "refused_rate", "refused_auth"];
     text(row, "td", number(refused.reduce((n, key) => n + r.stats[key], 0)));
     text(row, "td", uptime(r.time - r.started));
