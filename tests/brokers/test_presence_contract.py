@@ -152,3 +152,14 @@ async def test_redis_state_expires_and_info_is_bounded(redis_url: str, prefix: s
                 await asyncio.sleep(UNIT / 20)
     finally:
         await store.close()
+
+
+async def test_a_node_that_stops_cleanly_is_dropped_at_once(backend: Backend) -> None:
+    """``drop`` removes a node's entries now, and no heartbeat reports them later."""
+    a, b = await backend.make(), await backend.make()
+    await a.add("A", "lobby", peer("p1", "A"))
+    await b.add("B", "lobby", peer("p2", "B"))
+    await a.drop("A")
+    assert await ids(b, "lobby") == {"p2"} and await b.rooms() == {"lobby": 1}
+    await backend.elapse(backend.ttl * 1.1)
+    assert (await b.heartbeat("B", ["lobby"])).departed == []

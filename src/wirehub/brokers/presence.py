@@ -96,6 +96,9 @@ class PresenceStore(Protocol):
     async def heartbeat(self, node: str, rooms: Collection[str]) -> Heartbeat:
         """``node`` is alive and has members in ``rooms``; reap dead nodes."""
 
+    async def drop(self, node: str) -> None:
+        """Forget ``node`` and all it holds: it stops cleanly (and announces its own leaves)."""
+
 
 class MemoryPresence:
     """A presence store in this process; share one between in-process nodes.
@@ -147,6 +150,11 @@ class MemoryPresence:
                 if peer is not None:
                     departed.append((room, peer))
         return Heartbeat(departed, reaped)
+
+    async def drop(self, node: str) -> None:
+        self._deadlines.pop(node, None)
+        for room, peer_id in self._held.pop(node, ()):
+            self._drop(room, peer_id)
 
     def _drop(self, room: str, peer_id: str) -> PeerInfo | None:
         peers = self._rooms.get(room)

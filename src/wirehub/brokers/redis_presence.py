@@ -89,20 +89,9 @@ return out
 """
 )
 
-# KEYS: nodes, counts, held (this node's). ARGV: key base, node, ttl, keep (ms), room…
-# Returns {1 if this node was not known, {room, value, room, value…}}.
-HEARTBEAT = (
-    _NOW
-    + """
-local base, ttl, keep = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
-local known = redis.call('ZSCORE', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], keep) end
-for i = 5, #ARGV do redis.call('PEXPIRE', base .. 'room:' .. ARGV[i], keep) end
-local departed = {}
-for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, """
-    + str(REAP_BATCH)
-    + """)) do
+# The reaping of one node, shared by HEARTBEAT (dead nodes) and DROP (a clean stop).
+_FORGET = """
+local function forget(base, nodes, counts, node, departed)
   local held = base .. 'node:' .. node
   for _, entry in ipairs(redis.call('SMEMBERS', held)) do
     local cut = string.find(entry, '\\n', 1, true)
@@ -111,14 +100,35 @@ for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT',
     local value = redis.call('HGET', key, id)
     if value and string.sub(value, 1, #node + 1) == node .. '\\n' then
       redis.call('HDEL', key, id)
-      if redis.call('HINCRBY', KEYS[2], room, -1) <= 0 then redis.call('HDEL', KEYS[2], room) end
+      if redis.call('HINCRBY', counts, room, -1) <= 0 then redis.call('HDEL', counts, room) end
       table.insert(departed, room)
       table.insert(departed, value)
     end
   end
   redis.call('DEL', held)
-  redis.call('ZREM', KEYS[1], node)
+  redis.call('ZREM', nodes, node)
 end
+"""
+
+# KEYS: nodes, counts. ARGV: key base, node.
+DROP = _FORGET + "forget(ARGV[1], KEYS[1], KEYS[2], ARGV[2], {}) return 1"
+
+# KEYS: nodes, counts, held (this node's). ARGV: key base, node, ttl, keep (ms), room…
+# Returns {1 if this node was not known, {room, value, room, value…}}.
+HEARTBEAT = (
+    _FORGET
+    + _NOW
+    + """
+local base, ttl, keep = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+local known = redis.call('ZSCORE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], keep) end
+for i = 5, #ARGV do redis.call('PEXPIRE', base .. 'room:' .. ARGV[i], keep) end
+local departed = {}
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, """
+    + str(REAP_BATCH)
+    + """)
+for _, node in ipairs(dead) do forget(base, KEYS[1], KEYS[2], node, departed) end
 return {known == false and 1 or 0, departed}
 """
 )
@@ -178,6 +188,7 @@ class RedisPresence:
             ("remove", REMOVE),
             ("members", MEMBERS),
             ("heartbeat", HEARTBEAT),
+            ("drop", DROP),
         ):
             self._scripts[name] = self._client.register_script(source)
 
@@ -214,6 +225,10 @@ class RedisPresence:
         unknown, flat = await self._scripts["heartbeat"](keys=keys, args=args)
         departed = [(flat[i].decode(), _peer(flat[i + 1])) for i in range(0, len(flat), 2)]
         return Heartbeat(departed, reaped=bool(unknown))
+
+    async def drop(self, node: str) -> None:
+        keys = [self._key("nodes"), self._key("counts")]
+        await self._scripts["drop"](keys=keys, args=[self.base, node])
 
     def _key(self, name: str) -> str:
         return self.base + name

@@ -90,8 +90,11 @@ class ClusterPresence:
         self._heartbeats = asyncio.get_running_loop().create_task(self._beat_forever())
 
     async def stop(self) -> None:
-        """Stop the heartbeats, close the store: this node's entries expire, or the
-        other nodes reap them (and announce the leaves)."""
+        """Stop the heartbeats, take this node out of the store, close it.
+
+        The peers' own leaves are announced as they disconnect; if the store
+        cannot be reached, the other nodes reap this one after ``ttl``.
+        """
         self._running = False
         heartbeats, self._heartbeats = self._heartbeats, None
         if heartbeats is not None:
@@ -99,6 +102,10 @@ class ClusterPresence:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeats
         if self.store is not None:
+            try:
+                await self.store.drop(self.node)
+            except Exception as exc:
+                logger.warning("presence: could not take this node out: %r", exc)
             await self.store.close()
 
     async def _beat_forever(self) -> None:
