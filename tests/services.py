@@ -170,11 +170,6 @@ class WirehubServer:
     def ws(self, path: str = "/ws") -> str:
         return f"ws://127.0.0.1:{self.port}{path}"
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
     def start(self) -> None:
         """Start the server and wait until it announces that it serves (all workers ready)."""
         self.starts += 1

@@ -48,7 +48,7 @@ def table() -> list[str]:
                 str(v.duplicated),
                 str(v.out_of_order),
                 str(v.notices),
-                "yes" if v.ok else "NO",
+                "yes" if r.ok else "NO",
                 f"{r.seconds:.1f}",
             )
         )

@@ -66,6 +66,7 @@ class Result:
     published: dict[Outcome, int]
     rate: float  # publish attempts per second, first to last
     verdict: Verdict
+    ok: bool  # the verdict's, and every member caught up
     seconds: float
 
 
@@ -264,7 +265,7 @@ class Publisher:
 
 class Run:
     """One fault under load: ``async with Run(...) as run:`` then ``await run.warm()``,
-    the fault, ``await run.settle()``; ``run.verdict()`` after the block.
+    the fault, ``await run.settle()``; ``check(run)`` after the block.
 
     ``member_urls[i]`` is where member ``i`` connects; members whose index is
     in ``late`` connect only when the test calls ``join_late()``.
@@ -287,7 +288,7 @@ class Run:
         ]
         self.late = [self.members[i] for i in late]
         self.began = 0.0
-        self.waits: list[str] = []  # conditions that timed out (the checker says what it cost)
+        self.waits: list[str] = []  # members that did not catch up in time
 
     async def __aenter__(self) -> Run:
         self.began = time.monotonic()
@@ -330,10 +331,9 @@ class Run:
             behind = [m.record.name for m in members if m.highest < seq]
             self.waits.append(f"{', '.join(behind)} never reached event {seq}")
 
-    def verdict(self) -> Verdict:
-        """Judge every member, record the table row, and return the verdict."""
+    def judge(self) -> Result:
+        """Judge every member; record and return the table row."""
         verdict = checker.judge(self.publisher.publications, [m.record for m in self.members])
-        verdict.problems += self.waits
         publications = self.publisher.publications
         published = {outcome: 0 for outcome in Outcome}
         for publication in publications:
@@ -341,17 +341,23 @@ class Run:
         span = publications[-1].started - publications[0].started if publications else 0.0
         rate = (len(publications) - 1) / span if span else 0.0
         seconds = time.monotonic() - self.began
-        RESULTS.append(Result(self.broker, self.fault, published, rate, verdict, seconds))
-        return verdict
+        ok = verdict.ok and not self.waits
+        result = Result(self.broker, self.fault, published, rate, verdict, ok, seconds)
+        RESULTS.append(result)
+        return result
 
 
-def check(verdict: Verdict) -> None:
-    """Fail on any silent loss, duplicate or disorder, saying which."""
-    assert verdict.ok, "\n".join(
+def check(run: Run) -> None:
+    """Judge ``run``; fail on any silent loss, duplicate or disorder, or a member that never
+    caught up (the system did not recover), saying which."""
+    result = run.judge()
+    verdict = result.verdict
+    assert result.ok, "\n".join(
         [
             f"silent {verdict.silent}, duplicated {verdict.duplicated}, "
             f"out of order {verdict.out_of_order} (delivered {verdict.delivered}, "
             f"told {verdict.told})",
             *verdict.problems,
+            *run.waits,
         ]
     )

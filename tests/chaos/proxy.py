@@ -119,7 +119,6 @@ class Proxy:
         self.resp = resp
         self.port = 0
         self.rules: list[Rule] = []
-        self.accepted = 0
         self.errors: list[BaseException] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="chaos-proxy")
@@ -153,9 +152,6 @@ class Proxy:
         """Apply ``rule`` to messages from now on (in the order rules were added)."""
         self._call(_run(lambda: self.rules.append(rule)))  # in place when this returns
         return rule
-
-    def remove(self, rule: Rule) -> None:
-        self._call(_run(lambda: self.rules.remove(rule)))
 
     def pause(self) -> None:
         """Stop reading from the upstream side of every connection (new ones too)."""
@@ -197,7 +193,6 @@ class Proxy:
         return len(links)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
         except OSError:

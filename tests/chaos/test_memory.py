@@ -49,7 +49,7 @@ async def test_connection_cuts(tmp_path: Path) -> None:
                 await until(lambda: lost(run.members[1::2]), "the cut members noticed")
                 await run.publisher.published(2 * len(run.members))
                 await run.settle()
-    check(run.verdict())
+    check(run)
 
 
 async def slow_consumers(tmp_path: Path, policy: str) -> None:
@@ -70,7 +70,7 @@ async def slow_consumers(tmp_path: Path, policy: str) -> None:
                 finally:
                     proxy.resume()
                 await run.settle()
-    check(run.verdict())
+    check(run)
 
 
 async def fill(run: Run, member: Member) -> None:
@@ -107,4 +107,4 @@ async def test_restart(tmp_path: Path) -> None:
         await until(lambda: lost(run.members), "every member disconnected")
         await asyncio.to_thread(server.start)
         await run.settle()
-    check(run.verdict())
+    check(run)

@@ -93,7 +93,7 @@ async def test_kill_a_node(tmp_path: Path) -> None:
             await run.publisher.published(2 * len(run.members))
             await asyncio.to_thread(b.start)
             await run.settle()
-    check(run.verdict())
+    check(run)
 
 
 async def test_kill_a_worker(tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ async def test_kill_a_worker(tmp_path: Path) -> None:
                 await until(lambda: lost(victims), "the members of the killed worker disconnected")
                 await run.publisher.published(2 * len(run.members))
                 await run.settle()
-    check(run.verdict())
+    check(run)
 
 
 async def redis_outage(run: Run, servers: list[WirehubServer], server: RedisServer) -> None:
@@ -134,7 +134,7 @@ async def test_kill_redis(tmp_path: Path) -> None:
                 await run.warm()
                 await redis_outage(run, servers, server)
                 await run.settle()
-    check(run.verdict())
+    check(run)
 
 
 async def test_kill_redis_with_aof(tmp_path: Path) -> None:
@@ -146,7 +146,7 @@ async def test_kill_redis_with_aof(tmp_path: Path) -> None:
                 await run.warm()
                 await redis_outage(run, servers, server)
                 await run.settle()
-    check(run.verdict())
+    check(run)
 
 
 async def test_client_kill_pubsub(tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ async def test_client_kill_pubsub(tmp_path: Path) -> None:
                 assert redis_command(server.port, "CLIENT", "KILL", "TYPE", "pubsub")[:1] == b":"
                 await until(lambda: reconnected(servers, before), "every node resubscribed")
                 await run.settle()
-    check(run.verdict())
+    check(run)
 
 
 async def test_sigstop_redis(tmp_path: Path) -> None:
@@ -179,7 +179,7 @@ async def test_sigstop_redis(tmp_path: Path) -> None:
                     server.resume()
                 await until(lambda: all_connected(*servers), "every node reconnected to Redis")
                 await run.settle()
-    check(run.verdict())
+    check(run)
 
 
 async def test_slow_subscribe(tmp_path: Path) -> None:
@@ -193,7 +193,7 @@ async def test_slow_subscribe(tmp_path: Path) -> None:
                 await run.warm()
                 await run.join_late()
                 await run.settle()
-    check(run.verdict())
+    check(run)
 
 
 async def test_publish_reply_times_out(tmp_path: Path) -> None:
@@ -210,4 +210,4 @@ async def test_publish_reply_times_out(tmp_path: Path) -> None:
                 await until(lambda: rule.matched == 1, "a publish reply held back")
                 await until(lambda: reconnected([a], before), "the publishing node reconnected")
                 await run.settle()
-    check(run.verdict())
+    check(run)
