@@ -28,6 +28,7 @@ UNIT = float(os.environ.get("WIREHUB_TEST_UNIT", "1.0"))  # conftest.UNIT (which
 
 __all__ = [
     "RedisServer",
+    "Service",
     "WirehubServer",
     "free_port",
     "prefix",
@@ -71,7 +72,32 @@ def redis_command(port: int, *args: str) -> bytes:
         return sock.recv(65536)
 
 
-class RedisServer:
+class Service:
+    """A server process on a fixed port: ``kill()`` it (a crash) or ``stop()`` it, then
+    ``start()`` it again on the same port."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    def kill(self) -> None:
+        """SIGKILL the server at once (a crash: clients see their connections reset)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def stop(self) -> None:
+        """SIGTERM (SIGCONT first, in case a test paused it), SIGKILL after a while."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(START)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.process = None
+
+
+class RedisServer(Service):
     """One ``redis-server`` process; ``kill()`` and ``start()`` again keep its port."""
 
     def __init__(self, directory: Path, port: int | None = None, *extra: str) -> None:
@@ -116,25 +142,6 @@ class RedisServer:
                 raise TimeoutError(f"redis on {self.port} never answered PING")
             time.sleep(0.01)
 
-    def kill(self) -> None:
-        """Kill the server at once (a crash: clients see their connections reset)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after a while)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)  # in case a test paused it
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(START)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
     def pause(self) -> None:
         """Freeze the server (SIGSTOP): sockets stay open but nothing answers."""
         assert self.process is not None
@@ -145,7 +152,7 @@ class RedisServer:
         self.process.send_signal(signal.SIGCONT)
 
 
-class WirehubServer:
+class WirehubServer(Service):
     """One ``wirehub serve`` process on a fixed port; ``kill()`` and ``start()`` again keep it.
 
     ``args`` follow ``wirehub serve APP --port PORT`` (e.g. ``--workers 2``),
@@ -198,23 +205,9 @@ class WirehubServer:
         path = self.directory / f"wirehub-{self.port}-{self.starts}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def kill(self) -> None:
-        """SIGKILL the server (a crash: clients see their connections reset)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
     def stop(self) -> None:
-        """SIGTERM (graceful: clients are closed), SIGKILL after a deadline; workers too."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(START)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+        """Stop the server (graceful: clients are closed), then any worker left over."""
+        super().stop()
         deadline = time.monotonic() + START  # workers die with their parent (PDEATHSIG)
         while (alive := {pid for pid in self.pids if _alive(pid)}) and time.monotonic() < deadline:
             time.sleep(0.01)

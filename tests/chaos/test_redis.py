@@ -10,8 +10,10 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from tests.chaos.harness import MEMBERS, TIMEOUT, Member, Run, check, health, until
 from tests.chaos.proxy import Proxy, Rule
@@ -74,117 +76,98 @@ def lost(members: list[Member]) -> bool:
     return all(m.disconnects for m in members)
 
 
-@contextlib.contextmanager
-def redis(*extra: str) -> Iterator[RedisServer]:
-    with running_redis(*extra) as server:
-        yield server
+@contextlib.asynccontextmanager
+async def two_nodes(
+    directory: Path, fault: str, *redis_args: str
+) -> AsyncIterator[tuple[RedisServer, list[WirehubServer], Run]]:
+    """Redis, two nodes on it, and a run: members spread over both, the publisher on the first."""
+    with running_redis(*redis_args) as server:
+        async with nodes(directory, server.port) as servers:
+            a, b = servers
+            async with Run("redis", fault, a.ws(), spread(a, b)) as run:
+                yield server, servers, run
 
 
 async def test_kill_a_node(tmp_path: Path) -> None:
     """kill -9 one of two nodes and start it again: its members reconnect and recover."""
-    with redis() as server:
-        async with (
-            nodes(tmp_path, server.port) as (a, b),
-            Run("redis", "kill -9 a node", a.ws(), spread(a, b)) as run,
-        ):
-            await run.warm()
-            b.kill()
-            await until(lambda: lost(run.members[1::2]), "the members of b disconnected")
-            await run.publisher.published(2 * len(run.members))
-            await asyncio.to_thread(b.start)
-            await run.settle()
+    async with two_nodes(tmp_path, "kill -9 a node") as (_, (_, b), run):
+        await run.warm()
+        b.kill()
+        await until(lambda: lost(run.members[1::2]), "the members of b disconnected")
+        await run.publisher.published(2 * MEMBERS)
+        await asyncio.to_thread(b.start)
+        await run.settle()
     check(run)
 
 
 async def test_kill_a_worker(tmp_path: Path) -> None:
     """kill -9 one of two workers (not the publisher's): its members reconnect and recover."""
-    with redis() as server:
+    with running_redis() as server:
         async with nodes(tmp_path, server.port, "--workers", "2", count=1) as (node,):
             urls = [node.ws()] * MEMBERS
             async with Run("redis", "kill -9 a worker", node.ws(), urls) as run:
                 pids = await asyncio.gather(*(m.whoami() for m in run.members))
                 publisher = int(await run.publisher.client.call("whoami"))
                 node.pids |= {*pids, publisher}
-                victims = [m for m in run.members if m.pid != publisher]
-                assert victims, "every member landed on the publisher's worker"
+                victim = next((pid for pid in pids if pid != publisher), None)
+                assert victim is not None, "every member landed on the publisher's worker"
                 await run.warm()
-                assert victims[0].pid is not None
-                os.kill(victims[0].pid, signal.SIGKILL)
+                os.kill(victim, signal.SIGKILL)
+                victims = [m for m in run.members if m.pid == victim]
                 await until(lambda: lost(victims), "the members of the killed worker disconnected")
-                await run.publisher.published(2 * len(run.members))
+                await run.publisher.published(2 * MEMBERS)
                 await run.settle()
     check(run)
 
 
-async def redis_outage(run: Run, servers: list[WirehubServer], server: RedisServer) -> None:
-    """Kill Redis, publish through the outage, start it again on its port."""
-    server.kill()
-    await until(lambda: none_connected(*servers), "every node saw Redis go")
-    await run.publisher.published(2 * len(run.members))
-    await asyncio.to_thread(server.start)
-    await until(lambda: all_connected(*servers), "every node reconnected to Redis")
-
-
-async def test_kill_redis(tmp_path: Path) -> None:
-    """kill -9 Redis (no persistence) and start it again: history and positions are gone."""
-    with redis() as server:
-        async with nodes(tmp_path, server.port) as servers:
-            a, b = servers
-            async with Run("redis", "kill -9 Redis", a.ws(), spread(a, b)) as run:
-                await run.warm()
-                await redis_outage(run, servers, server)
-                await run.settle()
-    check(run)
-
-
-async def test_kill_redis_with_aof(tmp_path: Path) -> None:
-    """kill -9 Redis with an append-only file: it comes back with the rooms' offsets."""
-    with redis("--appendonly", "yes") as server:
-        async with nodes(tmp_path, server.port) as servers:
-            a, b = servers
-            async with Run("redis", "kill -9 Redis (AOF)", a.ws(), spread(a, b)) as run:
-                await run.warm()
-                await redis_outage(run, servers, server)
-                await run.settle()
+@pytest.mark.parametrize(
+    ("fault", "redis_args"),
+    [("kill -9 Redis", ()), ("kill -9 Redis (AOF)", ("--appendonly", "yes"))],
+)
+async def test_kill_redis(tmp_path: Path, fault: str, redis_args: tuple[str, ...]) -> None:
+    """kill -9 Redis and start it again on its port: without persistence every room starts
+    on a new epoch; with an append-only file the rooms come back with their offsets."""
+    async with two_nodes(tmp_path, fault, *redis_args) as (server, servers, run):
+        await run.warm()
+        server.kill()
+        await until(lambda: none_connected(*servers), "every node saw Redis go")
+        await run.publisher.published(2 * MEMBERS)
+        await asyncio.to_thread(server.start)
+        await until(lambda: all_connected(*servers), "every node reconnected to Redis")
+        await run.settle()
     check(run)
 
 
 async def test_client_kill_pubsub(tmp_path: Path) -> None:
     """CLIENT KILL TYPE pubsub: every node loses its subscriptions while Redis stays up."""
-    with redis() as server:
-        async with nodes(tmp_path, server.port) as servers:
-            a, b = servers
-            async with Run("redis", "CLIENT KILL TYPE pubsub", a.ws(), spread(a, b)) as run:
-                await run.warm()
-                before = await broker_states(*servers)
-                assert redis_command(server.port, "CLIENT", "KILL", "TYPE", "pubsub")[:1] == b":"
-                await until(lambda: reconnected(servers, before), "every node resubscribed")
-                await run.settle()
+    async with two_nodes(tmp_path, "CLIENT KILL TYPE pubsub") as (server, servers, run):
+        await run.warm()
+        before = await broker_states(*servers)
+        assert redis_command(server.port, "CLIENT", "KILL", "TYPE", "pubsub")[:1] == b":"
+        await until(lambda: reconnected(servers, before), "every node resubscribed")
+        await run.settle()
     check(run)
 
 
 async def test_sigstop_redis(tmp_path: Path) -> None:
     """SIGSTOP Redis for longer than the nodes' command timeout, then SIGCONT."""
-    with redis() as server:
-        async with nodes(tmp_path, server.port) as servers:
-            a, b = servers
-            async with Run("redis", "SIGSTOP Redis", a.ws(), spread(a, b)) as run:
-                await run.warm()
-                server.pause()
-                try:
-                    await until(lambda: none_connected(*servers), "every node gave up on Redis")
-                    # A few more: each may wait out the command timeout on the frozen Redis.
-                    await run.publisher.published(3)
-                finally:
-                    server.resume()
-                await until(lambda: all_connected(*servers), "every node reconnected to Redis")
-                await run.settle()
+    async with two_nodes(tmp_path, "SIGSTOP Redis") as (server, servers, run):
+        await run.warm()
+        server.pause()
+        try:
+            await until(lambda: none_connected(*servers), "every node gave up on Redis")
+            # A few more: each may wait out the command timeout on the frozen Redis.
+            await run.publisher.published(3)
+        finally:
+            server.resume()
+        await until(lambda: all_connected(*servers), "every node reconnected to Redis")
+        await run.settle()
     check(run)
 
 
 async def test_slow_subscribe(tmp_path: Path) -> None:
     """SUBSCRIBE held back by a proxy while members join a room new to their node."""
-    with redis() as server, Proxy(server.port, resp=True) as proxy:
+    with running_redis() as server, Proxy(server.port, resp=True) as proxy:
         # Slow (30 events go by) but well within the timeout: the joins must wait, not fail.
         proxy.add(Rule("up", "SUBSCRIBE", delay=TIMEOUT / 4))
         async with nodes(tmp_path, proxy.port) as (a, b):
@@ -198,7 +181,7 @@ async def test_slow_subscribe(tmp_path: Path) -> None:
 
 async def test_publish_reply_times_out(tmp_path: Path) -> None:
     """A proxy holds one publish's reply past the command timeout (Redis did apply it)."""
-    with redis() as server, Proxy(server.port, resp=True) as proxy:
+    with running_redis() as server, Proxy(server.port, resp=True) as proxy:
         async with nodes(tmp_path, proxy.port) as servers:
             a, b = servers
             async with Run("redis", "publish reply times out", a.ws(), spread(a, b)) as run:
