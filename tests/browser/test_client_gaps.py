@@ -1,9 +1,10 @@
-"""wirehub.js verifies room streams in Chromium: jumps, epochs, notices, recovery gaps.
+"""wirehub.js verifies room streams in Chromium: notices, recovery gaps, jumps, epochs.
 
-The same gap sources as tests/client/test_gaps.py, on the same real paths (a
-broker losing live deliveries, a broker evicting a room's stream, a
-reconnection whose missed events are gone, a ``gap`` notice the hub sends),
-each checked for order: the gap is reported before any later event.
+The gap sources of tests/client/test_gaps.py and test_stream_checks.py, on
+the same paths (a broker losing live deliveries, which the node fills or
+announces; a reconnection whose missed events are gone; a ``gap`` notice; a
+hand-written server that skips offsets and changes epoch), each checked for
+order: the gap is reported before any later event.
 """
 
 from __future__ import annotations
@@ -75,40 +76,25 @@ def gap(reason: str, last: tuple[str, int] | None, position: tuple[str, int] | N
                     "detail": ""}]  # fmt: skip
 
 
-async def test_jumps_are_filled_or_reported_before_later_events(
+async def test_lost_deliveries_are_filled_or_announced_before_later_events(
     pages: Pages, serve_hub: Serve
 ) -> None:
-    """Lost live events still kept are replayed in order; those no longer kept are a gap."""
+    """Events the node missed but history keeps arrive in order; the rest is its notice first."""
     broker = LossyBroker(history_size=3)
     site = await serve_hub(room_hub(broker))
     page, epoch = await joined(pages, site)
     await site.emit("said", 1, room="news")
     broker.lose = 2
     for n in (2, 3, 4):
-        await site.emit("said", n, room="news")  # 2 and 3 are lost, then replayed
+        await site.emit("said", n, room="news")  # 2 and 3 are lost, then filled
     assert await logged(page, 4) == [["said", n] for n in (1, 2, 3, 4)]
     broker.lose = 4
     for n in (5, 6, 7, 8, 9):
         await site.emit("said", n, room="news")  # 5 to 8 lost; history keeps 7, 8, 9
     await site.emit("said", 10, room="news")
-    assert (await logged(page, 7))[4:] == [
-        gap("jump", (epoch, 4), (epoch, 8)),
-        ["said", 9],
-        ["said", 10],
-    ]
-
-
-async def test_an_epoch_change_is_a_gap_then_the_new_epoch(pages: Pages, serve_hub: Serve) -> None:
-    """The room's stream was evicted (a new epoch): an ``epoch`` gap, then its first event."""
-    site = await serve_hub(room_hub(MemoryBroker(max_streams=1)))
-    page, epoch = await joined(pages, site)
-    await site.emit("said", "old", room="news")
-    await site.emit("said", "evicts the news stream", room="elsewhere")
-    await site.emit("said", "new", room="news")
-    log = await logged(page, 3)
-    new = log[1][1]["position"]["epoch"]
-    assert new != epoch
-    assert log == [["said", "old"], gap("epoch", (epoch, 1), (new, 0)), ["said", "new"]]
+    notice = gap("server", (epoch, 4), (epoch, 8))
+    notice[1]["detail"] = "evicted"
+    assert (await logged(page, 7))[4:] == [notice, ["said", 9], ["said", 10]]
 
 
 async def test_a_server_notice_and_an_excluded_event(pages: Pages, serve_hub: Serve) -> None:
