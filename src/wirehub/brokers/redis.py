@@ -203,8 +203,7 @@ class RedisBroker:
 
     async def publish(self, publication: Publication) -> Position | None:
         """Publish through Redis; raises ``Unavailable`` when Redis does not take it."""
-        if self._client is None:
-            raise Unavailable("the Redis broker is not started")
+        self._check_connected()
         return await _in_task(self._publish_remote(publication))
 
     async def _publish_remote(self, publication: Publication) -> Position | None:
@@ -272,8 +271,7 @@ class RedisBroker:
     async def history(self, room: str, since: Position | None, limit: int) -> History:
         """Read ``room``'s position and kept publications; raises ``Unavailable``
         when Redis cannot answer (it never guesses a position)."""
-        if self._client is None:
-            raise Unavailable("the Redis broker is not started")
+        self._check_connected()
         return await _in_task(self._history_remote(room, since, limit))
 
     async def _history_remote(self, room: str, since: Position | None, limit: int) -> History:
@@ -501,6 +499,13 @@ class RedisBroker:
             return
         if self._listener is not None:
             self._listener.deliver(publication)
+
+    def _check_connected(self) -> None:
+        """Fail at once while reconnecting: a command would only wait for its timeout
+        (a frozen Redis), and the emit is refused either way."""
+        if self.state is not BrokerState.CONNECTED:
+            error = f": {self.last_error}" if self.last_error else ""
+            raise Unavailable(f"the Redis broker is {self.state}{error}")
 
     def _uncount(self, room: str) -> bool:
         """Take back one ``subscribe`` of ``room``; True while others remain."""
