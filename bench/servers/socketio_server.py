@@ -88,6 +88,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--compression", action="store_true")
     parser.add_argument("--web", choices=["uvicorn", "aiohttp"], default="aiohttp")
     parser.add_argument("--ws", default="websockets-sansio", help="uvicorn WebSocket impl")
+    parser.add_argument(
+        "--polling", action="store_true", help="allow Engine.IO's long-polling transport too"
+    )
     return parser.parse_args()
 
 
@@ -95,7 +98,8 @@ if __name__ == "__main__":
     raise_fd_limit()
     opts = parse_args()
     sio = socketio.AsyncServer(
-        async_mode="asgi" if opts.web == "uvicorn" else "aiohttp", transports=["websocket"]
+        async_mode="asgi" if opts.web == "uvicorn" else "aiohttp",
+        transports=["polling", "websocket"] if opts.polling else ["websocket"],
     )
     sio.on("connect", connect)
     sio.on("disconnect", disconnect)
