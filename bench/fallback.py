@@ -11,14 +11,19 @@ python-socketio (``bench/servers/socketio_server.py --polling``, aiohttp
 host) over WebSocket and Engine.IO long-polling, with its own client.
 
 - ``echo``: one client, round trips one after the other; latency percentiles.
-- ``fanout``: ``--subscribers`` clients in a room, one publisher (always a
+- ``burst``: ``--subscribers`` clients in a room, one publisher (always a
   WebSocket client: the subscribers' transport is what is measured) sending
-  ``--messages`` messages back to back; every delivery's latency (send to
-  receipt), deliveries per second until the last one, server CPU per delivery.
+  ``--messages`` messages back to back: deliveries per second until the last
+  one, and how many arrived.
+- ``paced``: the same at ``--rate`` messages a second (50: 5,000 deliveries
+  a second to 100 clients): every delivery's latency (send to receipt) and
+  the server's CPU per delivery.
   (A python-socketio *polling* publisher could not take part: its client
   sends everything queued in one POST, and python-engineio refuses a POST
   of more than 16 packets, ``Payload.max_decode_packets``: the messages are
-  lost without an error on the sending side.)
+  lost without an error on the sending side. Its client applies the same
+  limit to what it receives: a poll answered with more than 16 messages is
+  dropped whole, which the ``burst`` column shows.)
 
 The server runs on core 0, this process (every client) on core 1; the
 clients are Python (aiohttp, websockets, python-socketio's client), so the
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -246,9 +252,16 @@ async def echo(server: str, transport: str, port: int, pid: int, n: int) -> dict
 
 
 async def fanout(
-    server: str, transport: str, port: int, pid: int, subscribers: int, messages: int
+    server: str,
+    transport: str,
+    port: int,
+    pid: int,
+    subscribers: int,
+    messages: int,
+    rate: float | None = None,
 ) -> dict[str, Any]:
-    """``messages`` sent back to back to ``subscribers`` members of one room."""
+    """``messages`` sent to ``subscribers`` members of one room: back to back, or ``rate``
+    a second."""
     room = f"r{os.getpid()}{time.monotonic_ns()}"
     latencies: list[float] = []
     got = 0
@@ -289,10 +302,13 @@ async def fanout(
     await publisher.send("w")
     await asyncio.wait_for(warm.wait(), 30)
     window = Window(pid).start()
-    for _ in range(messages):
+    start = time.perf_counter()
+    for n in range(messages):
+        if rate is not None:
+            await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
         await publisher.send(repr(time.perf_counter()))
     try:
-        end = await asyncio.wait_for(done, 60)
+        end = await asyncio.wait_for(done, 10 if rate else 60)
     except TimeoutError:
         end = None
     result = window.stop(got, end)
@@ -358,9 +374,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for server, transport in CELLS:
             async with running(server) as (port, pid):
                 cell = f"{server} {transport}"
-                sizes = {"echo": (args.round_trips,), "fanout": (args.subscribers, args.messages)}
-                for name, workload in (("echo", echo), ("fanout", fanout)):
-                    result = await workload(server, transport, port, pid, *sizes[name])  # type: ignore[operator]
+                fan = (server, transport, port, pid, args.subscribers, args.messages)
+                jobs = {
+                    "echo": functools.partial(echo, server, transport, port, pid, args.round_trips),
+                    "burst": functools.partial(fanout, *fan),
+                    "paced": functools.partial(fanout, *fan, rate=args.rate),
+                }
+                for name, job in jobs.items():
+                    result = await job()
                     runs.setdefault(f"{cell} {name}", []).append(result)
                     print(f"{cell:24} {name:7} {json.dumps(result)}", file=sys.stderr, flush=True)
     return {key: median(values) for key, values in runs.items()}
@@ -376,18 +397,20 @@ def median(values: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table(medians: dict[str, Any]) -> str:
     lines = [
-        "| server | transport | echo p50 µs | echo p99 µs | fan-out deliveries/s | fan-out p50 ms"
-        " | fan-out p99 ms | server CPU µs/delivery | lg % |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | transport | echo p50 µs | echo p99 µs | burst delivered | burst deliveries/s"
+        " | paced p50 ms | paced p99 ms | paced server CPU µs/delivery | paced lg % |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for server, transport in CELLS:
-        e, f = medians[f"{server} {transport} echo"], medians[f"{server} {transport} fanout"]
-        star = "*" if f["loadgen_cpu_pct"] > 90 else ""
-        cpu = f["server_cpu_us_per_delivery"]
+        cell = f"{server} {transport}"
+        e, b, p = (medians[f"{cell} {name}"] for name in ("echo", "burst", "paced"))
+        star = "*" if b["loadgen_cpu_pct"] > 90 else ""
+        cpu = p["server_cpu_us_per_delivery"]
         lines.append(
             f"| {server} | {transport} | {e['p50_us']:.0f} | {e['p99_us']:.0f} "
-            f"| {f['deliveries_per_s']:,.0f}{star} | {f['p50_ms']:.1f} | {f['p99_ms']:.1f} "
-            f"| {'-' if cpu is None else f'{cpu:.1f}'} | {f['loadgen_cpu_pct']:.0f} |"
+            f"| {b['delivered']} | {b['deliveries_per_s']:,.0f}{star} "
+            f"| {p['p50_ms']:.1f} | {p['p99_ms']:.1f} "
+            f"| {'-' if cpu is None else f'{cpu:.1f}'} | {p['loadgen_cpu_pct']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -399,10 +422,12 @@ def main() -> None:
     parser.add_argument("--round-trips", type=int, default=500)
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=50.0, help="paced: messages a second")
     parser.add_argument("--json", type=Path, help="write the medians here")
     args = parser.parse_args()
     if args.quick:
         args.repeat, args.round_trips, args.subscribers, args.messages = 1, 50, 10, 20
+        args.rate = 200.0
     os.sched_setaffinity(0, {1})
     medians = asyncio.run(run(args))
     print(table(medians))
