@@ -106,6 +106,21 @@ async def test_chat_with_a_websocket_peer(served: Any, stream: bool) -> None:
         assert (reply["type"], reply["id"], reply["_payload"]) == ("ack", 77, b"\x00\xff")
 
 
+async def test_presence_reaches_a_fallback_session() -> None:
+    """With presence on, a fallback member is told when a WebSocket member joins and leaves,
+    and is listed in join acks like any peer."""
+    hub, _ = app(presence=True)
+    async with serve(hub) as s, await PollClient.open(base(s)) as poller:
+        await poller.join("lobby")
+        async with await WireClient.open(s.ws("/ws")) as ws:
+            members = (await ws.join("lobby"))["data"]["members"]
+            assert {m["id"] for m in members} == {poller.id, ws.id}
+            joined = await poller.recv()
+            assert (joined["type"], joined["joined"]["id"]) == ("presence", ws.id)
+        left = await poller.recv()
+        assert (left["type"], left["left"]["id"]) == ("presence", ws.id)
+
+
 async def test_a_lost_response_is_sent_again(served: Any) -> None:
     """Records stay until acknowledged: asking again with the same ack gets the same records,
     and a later ack gets only what follows."""
