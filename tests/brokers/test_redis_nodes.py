@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from tests.apps.nodes import make_hub
-from tests.conftest import Served, serve
+from tests.conftest import UNIT, Served, serve
 from tests.hub.wire import WireClient, expect_nothing
 from wirehub.brokers.redis import RedisBroker
 
@@ -109,3 +109,18 @@ async def test_health_names_each_node(redis_url: str, prefix: str) -> None:
         reports = [s.server.health()["broker"] for s in served]
         assert all(r["broker"] == "redis" and r["state"] == "connected" for r in reports)
         assert len({r["node"] for r in reports}) == 2
+
+
+async def test_a_thousand_emits_keep_their_order_across_nodes(redis_url: str, prefix: str) -> None:
+    """1,000 emits sent at once by one client of node A (each handler publishes) reach a
+    member on node B in the order they were sent: one ordered publish queue per node."""
+    async with (
+        nodes(redis_url, prefix) as (a, b),
+        await WireClient.open(a.ws("/ws")) as sender,
+        await WireClient.open(b.ws("/ws")) as receiver,
+    ):
+        count = 1000
+        for n in range(count):  # no waiting for acks: the handlers overlap
+            await sender.send({"type": "emit", "event": "say", "data": n})
+        got = [(await receiver.recv(5 * UNIT))["data"] for _ in range(count)]
+        assert got == list(range(count))
