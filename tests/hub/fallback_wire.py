@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from tests.conftest import UNIT
+from tests.hub.wire import Requests
 
 TEXT, BINARY, CLOSE, PING = 0x1, 0x2, 0x8, 0x9
 
@@ -68,7 +69,7 @@ def decode(opcode: int, payload: bytes) -> dict[str, Any]:
     return decoded
 
 
-class PollClient:
+class PollClient(Requests):
     """One fallback session: messages go out as POSTs, records come in by polls or a stream.
 
     ``ack`` counts the records received (pings aside), as the protocol asks;
@@ -86,7 +87,6 @@ class PollClient:
         self.seq = 0
         self.closed: tuple[int, str] | None = None
         self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._next_id = 0
         self._send_lock = asyncio.Lock()
         self._receiving: asyncio.Task[None] | None = None
 
@@ -154,23 +154,6 @@ class PollClient:
         head = json.dumps(header).encode()
         status = await self.post(record(BINARY, struct.pack("!I", len(head)) + head + payload))
         assert status == 204, status
-
-    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send ``message`` with a fresh id; return its ack or error (skipping events)."""
-        self._next_id += 1
-        await self.send({**message, "id": self._next_id})
-        while True:
-            reply = await self.recv()
-            if reply["type"] in ("ack", "error") and reply.get("id") == self._next_id:
-                return reply
-
-    async def call(self, event: str, data: Any = None) -> dict[str, Any]:
-        return await self.request({"type": "emit", "event": event, "data": data})
-
-    async def join(self, room: str, **extra: Any) -> dict[str, Any]:
-        reply = await self.request({"type": "join", "room": room, **extra})
-        assert reply["type"] == "ack", reply
-        return reply
 
     # -- receiving --------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ trusted to test itself.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import json
 import struct
@@ -14,13 +15,41 @@ from typing import Any
 from tests.conftest import UNIT, connect
 
 
-class WireClient:
+class Requests(abc.ABC):
+    """Requests on top of ``send`` and ``recv`` (any transport): ids, and waiting for answers."""
+
+    _next_id = 0
+
+    @abc.abstractmethod
+    async def send(self, message: dict[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    async def recv(self, timeout: float = UNIT) -> dict[str, Any]: ...
+
+    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Send ``message`` with a fresh id; return its ack or error (skipping events)."""
+        self._next_id += 1
+        await self.send({**message, "id": self._next_id})
+        while True:
+            reply = await self.recv()
+            if reply["type"] in ("ack", "error") and reply.get("id") == self._next_id:
+                return reply
+
+    async def call(self, event: str, data: Any = None) -> dict[str, Any]:
+        return await self.request({"type": "emit", "event": event, "data": data})
+
+    async def join(self, room: str, **extra: Any) -> dict[str, Any]:
+        reply = await self.request({"type": "join", "room": room, **extra})
+        assert reply["type"] == "ack", reply
+        return reply
+
+
+class WireClient(Requests):
     """One connection to ``/ws``: send protocol messages, read them back decoded."""
 
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self.welcome: dict[str, Any] = {}
-        self._next_id = 0
 
     @classmethod
     async def open(cls, url: str, **kwargs: Any) -> WireClient:
@@ -47,23 +76,6 @@ class WireClient:
             return message
         decoded: dict[str, Any] = json.loads(raw)
         return decoded
-
-    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send ``message`` with a fresh id; return its ack or error (skipping events)."""
-        self._next_id += 1
-        await self.send({**message, "id": self._next_id})
-        while True:
-            reply = await self.recv()
-            if reply["type"] in ("ack", "error") and reply.get("id") == self._next_id:
-                return reply
-
-    async def call(self, event: str, data: Any = None) -> dict[str, Any]:
-        return await self.request({"type": "emit", "event": event, "data": data})
-
-    async def join(self, room: str, **extra: Any) -> dict[str, Any]:
-        reply = await self.request({"type": "join", "room": room, **extra})
-        assert reply["type"] == "ack", reply
-        return reply
 
     async def close(self) -> None:
         await self.ws.close()
