@@ -60,6 +60,7 @@ async def narrow(
     shows in the server's own buffer at once), upgraded to ``path`` unless it is None."""
     for listener in s.server._servers[0].sockets:  # accepted sockets inherit it
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    before = set(s.server.connections)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.setblocking(False)
@@ -71,7 +72,9 @@ async def narrow(
         if path is not None:
             writer.write(upgrade_request(path, extra))
             assert (await read_response(reader, head_only=True)).status == 101
-        yield reader, writer, await server_side(s)
+        await until(lambda: len(s.server.connections - before) == 1)
+        [connection] = s.server.connections - before
+        yield reader, writer, connection
     finally:
         writer.transport.abort()
 
