@@ -352,23 +352,24 @@ async def test_close_codes_decide_reconnection(
 
 
 async def test_token_travels_as_query_parameter(pages: Pages, api: tuple[Api, Site]) -> None:
-    """``token`` becomes ``?token=``, a function is asked per connection, and 4001 is final."""
+    """With ``tokenIn: "query"``, ``token`` becomes ``?token=``, a function is asked per
+    connection, and 4001 is final."""
     app, site = api
     page = await open_page(pages, site)
     result = await page.evaluate(
         """async () => {
-          const hub = wirehub.connect("/ws?x=1", { token: "s3cret/+=" });
+          const hub = wirehub.connect("/ws?x=1", { token: "s3cret/+=", tokenIn: "query" });
           const me = await hub.call("whoami");
           await hub.close();
           let asked = 0;
-          const fresh = wirehub.connect("/ws", { token: async () => `t${++asked}`,
+          const fresh = wirehub.connect("/ws", { token: async () => `t${++asked}`, tokenIn: "query",
                                                  reconnect: { initialDelay: 20, jitter: 0 } });
           await fresh.ready();
           fresh.emit("kick", 1012);
           await new Promise((resolve) => fresh.on("reconnect", resolve));
           const again = await fresh.call("whoami");
           await fresh.close();
-          const refused = wirehub.connect("/ws", { token: "bad" });
+          const refused = wirehub.connect("/ws", { token: "bad", tokenIn: "query" });
           const why = await new Promise((resolve) => refused.on("disconnect", resolve));
           const ready = await refused.ready().catch((e) => e.code);
           return { me, again, why, ready, state: refused.state };

@@ -58,14 +58,15 @@ async def open_page(pages: Pages, url: str) -> Page:
 async def test_token_in_first_message_is_refreshed_in_place(
     pages: Pages, serve_hub: ServeHub
 ) -> None:
-    """``tokenIn: "message"`` with a token function: the server's ``refresh`` is answered
-    without reconnecting, and the connection outlives its first token."""
+    """By default the token goes in the first message, never in the URL (proxies log URLs);
+    the server's ``refresh`` is answered without reconnecting, and the connection outlives
+    its first token."""
     site = await serve_hub(jwt_hub())
     page = await open_page(pages, site.url + "/")
     result = await page.evaluate(
         """async () => {
           const token = () => fetch("/token").then((r) => r.text());
-          const hub = wirehub.connect("/ws", { token, tokenIn: "message" });
+          const hub = wirehub.connect("/ws", { token });
           const first = await hub.call("whoami");
           const peer = hub.id;
           await new Promise((resolve) => setTimeout(resolve, 4000));

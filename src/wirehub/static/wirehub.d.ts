@@ -117,16 +117,18 @@ export declare function backoffDelay(
 
 export interface ConnectOptions {
   /**
-   * Sent as the `?token=` query parameter (browsers cannot set handshake
-   * headers). A function is called before every connection attempt, so a
-   * short-lived token can be fetched fresh each time.
+   * Sent in a first `auth` message (browsers cannot set handshake headers;
+   * see `tokenIn`). A function is called before every connection attempt,
+   * so a short-lived token can be fetched fresh each time.
    */
   token?: string | (() => string | Promise<string>);
   /**
-   * Where the token goes: "query" (default, `?token=`) or "message": a first
-   * `auth` message, which keeps it out of URLs and logs (the server must
-   * support it: PROTOCOL.md §13). A server's `refresh` request is answered
-   * with a new token from the `token` function either way.
+   * Where the token goes: "message" (default): a first `auth` message, which
+   * keeps it out of URLs and so out of proxies' access logs (the server's
+   * `hub.authenticate` takes it with a TokenAuth: PROTOCOL.md §13); or
+   * "query": the `?token=` query parameter, for a server that reads it
+   * there. A server's `refresh` request is answered with a new token from
+   * the `token` function either way.
    */
   tokenIn?: "query" | "message";
   /** false: never reconnect. Default: reconnect with the default backoff. */

@@ -179,7 +179,7 @@ function backoffDelay(attempt, policy = RECONNECT_DEFAULTS, random = Math.random
   return base * (1 - p.jitter * random());
 }
 
-/** The WebSocket URL: relative to the page, ws(s) from http(s), token as `?token=`. */
+/** The WebSocket URL: relative to the page, ws(s) from http(s), a token as `?token=` if given. */
 function resolveUrl(url, token) {
   const resolved = new URL(url, globalThis.location ? globalThis.location.href : undefined);
   if (resolved.protocol === "http:") resolved.protocol = "ws:";
@@ -699,7 +699,8 @@ class Client {
   }
 
   _socket(token) {
-    const inMessage = this.options.tokenIn === "message";
+    // In the first message unless asked: URLs end up in proxies' access logs (security.md).
+    const inMessage = this.options.tokenIn !== "query";
     const ws = new WebSocket(resolveUrl(this.url, inMessage ? null : token));
     ws.binaryType = "arraybuffer";
     if (inMessage && token != null) {
