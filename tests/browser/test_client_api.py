@@ -459,7 +459,7 @@ async def test_token_in_auth_message_refresh_and_welcome_rooms(
         {"type": "auth", "token": "tok2", "id": 1},
     ]
     assert received[3:] == [
-        {"query": {}},
+        {"query": {"last_peer": "p"}},  # the lost peer, named (PROTOCOL.md §2)
         {"type": "auth", "token": "tok3"},
         {"type": "join", "room": "news", "since": {"epoch": "E1", "offset": 8}, "id": 2},
     ]

@@ -114,3 +114,28 @@ async def test_cross_origin_page_is_refused_unless_allowed(
     assert await page.evaluate(script, f"ws://127.0.0.1:{other.port}/ws") == 1006
     assert other.hub.stats["refused_origin"] == 1
     assert await page.evaluate(script, f"ws://127.0.0.1:{allowing.port}/ws") == "connected"
+
+
+async def test_a_page_learns_of_the_4008_it_could_not_read(
+    pages: Pages, serve_hub: ServeHub
+) -> None:
+    """A page cut as a slow consumer too stalled to read the close frame sees 1006; its
+    reconnection names the lost peer, and the ``reconnect`` event says 4008."""
+    site = await serve_hub(jwt_hub())
+    page = await open_page(pages, site.url + "/")
+    await page.evaluate(
+        """async () => {
+          window.hub = wirehub.connect("/ws", { token: () => fetch("/token").then((r) => r.text()),
+                                                reconnect: { initialDelay: 20, jitter: 0 } });
+          await window.hub.ready();
+          window.reconnected = new Promise((resolve) => window.hub.on("reconnect", resolve));
+        }"""
+    )
+    lost = await page.evaluate("window.hub.id")
+    site.hub.node.fanout._remember(lost, 4008, "slow consumer: not reading fast enough")
+    assert site.server is not None
+    for connection in list(site.server.connections):
+        if connection.session is site.hub.peers.get(lost):
+            connection._abort()
+    result = await page.evaluate("window.reconnected.then((info) => info.closed)")
+    assert result == {"code": 4008, "reason": "slow consumer: not reading fast enough"}

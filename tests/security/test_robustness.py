@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TEXT, UNIT, connect, frame, read_close, serve
+from tests.conftest import GRACE, TEXT, UNIT, connect, frame, read_close, read_frame, serve
 from tests.hub.wire import WireClient, expect_nothing
 from tests.security.conftest import closed_with, handshake_status
 from tests.server.test_bounds import narrow, until
-from wirehub import ConfigError, Hub, Limits, Peer, Reject, Request
+from wirehub import ConfigError, Hub, Limits, Peer, Reject, Request, Timeouts
+from wirehub.client import Client, Reconnect, Reconnected
 from wirehub.security.auth import TokenAuth
 
 SMALL = Limits(write_buffer_high=32 * 1024, write_buffer_low=8192, max_buffered=256 * 1024)
@@ -337,3 +338,49 @@ def test_blocking_is_for_plain_functions() -> None:
 
         @hub.on("x", blocking=True)
         async def x(peer: Peer) -> None: ...
+
+
+# -- a slow-consumer cut the client did not see ---------------------------------------------
+
+
+async def test_a_stalled_client_learns_of_its_4008_on_reconnecting() -> None:
+    """A client cut as a slow consumer and still stalled when the server gives up on the close
+    reads its backlog, then EOF (1006 as far as it can tell); reconnecting with
+    ``last_peer``, its welcome says 4008 — once."""
+    hub = Hub(limits=SMALL, timeouts=Timeouts(close=GRACE))
+
+    @hub.on("flood")
+    async def flood(peer: Peer) -> None:
+        for _ in range(400):
+            await peer.emit("n", "y" * 4096)
+
+    async with serve(hub) as s:
+        async with narrow(s, "/ws") as (reader, writer, connection):
+            _, welcome = await read_frame(reader)
+            peer = json.loads(welcome)["peer"]
+            writer.write(emit("flood"))
+            await until(lambda: connection not in s.server.connections, GRACE + 5 * UNIT)
+            await asyncio.wait_for(reader.read(), UNIT)  # the client reads on: then EOF
+        async with await WireClient.open(s.ws(f"/ws?last_peer={peer}")) as again:
+            closed = again.welcome["closed"]
+            assert closed["code"] == 4008 and "slow consumer" in closed["reason"]
+        async with await WireClient.open(s.ws(f"/ws?last_peer={peer}")) as third:
+            assert "closed" not in third.welcome
+
+
+async def test_the_python_client_reports_the_close_it_did_not_see() -> None:
+    """After a 1006, the Python client reconnects naming its lost peer; ``Reconnected.closed``
+    is the 4008 the server reports."""
+    hub = Hub()
+    reconnected: asyncio.Future[Reconnected] = asyncio.get_running_loop().create_future()
+    quick = Reconnect(initial_delay=0.01)
+    async with serve(hub) as s, Client(s.ws("/ws"), reconnect=quick) as client:
+        client.on("reconnect", reconnected.set_result)
+        lost = client.id
+        assert lost is not None
+        hub.node.fanout._remember(lost, 4008, "slow consumer: not reading fast enough")
+        [connection] = [c for c in s.server.connections if c.session is hub.peers[lost]]
+        connection._abort()  # what the client sees of a cut it was too stalled to read
+        info = await asyncio.wait_for(reconnected, 2 * UNIT)
+        assert info.closed is not None and info.closed.code == 4008
+        assert client.id != lost

@@ -21,6 +21,7 @@ import inspect
 import logging
 import ssl as _ssl
 import time
+import urllib.parse
 from collections.abc import Callable, Generator, Mapping
 from functools import partial
 from types import TracebackType
@@ -386,7 +387,11 @@ class Client:
                 self._connection_lost(why)
                 if self._closing or self.policy is None or not should_reconnect(why.code):
                     break
-                why, reopened = await reopen(self.url, self.policy, self._open_options)
+                # Naming the lost peer lets the server say how it closed it (PROTOCOL.md §2).
+                url = (
+                    _with_query(self.url, last_peer=self.welcome.peer) if self.welcome else self.url
+                )
+                why, reopened = await reopen(url, self.policy, self._open_options)
                 if reopened is None:
                     self._why = why
                     break
@@ -417,7 +422,8 @@ class Client:
         if any(isinstance(r, ConnectionClosed) for r in results):
             return  # dropped again: the next reconnection restores the rooms
         recovered = {room: r is True for room, r in zip(rooms, results, strict=True)}
-        self._session.handlers.call("reconnect", Reconnected(attempts, recovered))
+        closed = self.welcome.closed if self.welcome else None
+        self._session.handlers.call("reconnect", Reconnected(attempts, recovered, closed))
 
     async def _rejoin(self, room: str) -> bool:
         streams = self._session.streams
@@ -502,6 +508,13 @@ class Client:
         task = asyncio.get_running_loop().create_task(coro)
         self._session.handlers.tasks.add(task)
         task.add_done_callback(self._session.handlers.tasks.discard)
+
+
+def _with_query(url: str, **params: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    query = [(k, v) for k, v in query if k not in params] + list(params.items())
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
 def connect(url: str, **options: Any) -> Client:

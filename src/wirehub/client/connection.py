@@ -73,6 +73,9 @@ class Welcome:
     limits: dict[str, int | None]
     rooms: dict[str, wire.Position] = dataclasses.field(default_factory=dict)
     """Rooms the server joined us to before welcoming us, with their positions."""
+    closed: ConnectionClosed | None = None
+    """How the server closed our previous connection, when we may not have seen its close
+    frame (a 4008 sent while we were not reading): PROTOCOL.md §2."""
 
     @property
     def max_message_size(self) -> int | None:
@@ -185,7 +188,12 @@ async def _welcome(ws: ClientConnection, url: str) -> tuple[Welcome, list[str | 
     if message.v != wire.PROTOCOL_VERSION:
         await ws.close(CloseCode.PROTOCOL_ERROR)
         raise IncompatibleServer(f"{url} speaks protocol v{message.v}, not v1")
-    welcome = Welcome(message.v, message.peer, message.ping_interval, message.limits, message.rooms)
+    closed = None
+    if isinstance(message.closed, dict) and isinstance(message.closed.get("code"), int):
+        closed = ConnectionClosed(message.closed["code"], str(message.closed.get("reason", "")))
+    welcome = Welcome(
+        message.v, message.peer, message.ping_interval, message.limits, message.rooms, closed
+    )
     return welcome, early
 
 

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from wirehub.exceptions import ConnectionClosed
 from wirehub.protocol.messages import Position
 
 __all__ = [
@@ -68,6 +69,9 @@ class Reconnected:
 
     attempts: int
     recovered: dict[str, bool]
+    closed: ConnectionClosed | None = None
+    """How the server closed the lost connection, when the ``disconnect`` callback could
+    only say 1006: e.g. 4008, a slow consumer cut while this client was not reading."""
 
     @property
     def gaps(self) -> list[str]:

@@ -7,7 +7,9 @@ is applied here, on every write of a broadcast.
 
 from __future__ import annotations
 
+import collections
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any, Literal, Protocol
 
@@ -27,6 +29,12 @@ Held = tuple[Position | None, bytes, bool]
 """A message kept for a member while its join replays history: (position, payload, is_text)."""
 
 logger = logging.getLogger("wirehub.hub")
+
+CUTS_KEPT = 10_000
+"""Slow consumers remembered at most (the oldest are forgotten first)."""
+
+CUT_MEMORY = 600.0
+"""Seconds a slow consumer's close is remembered for the client's reconnection."""
 
 
 class Member(Protocol):
@@ -77,6 +85,13 @@ class Fanout:
         self.stats = stats
         self.compression = compression
         self.slow_consumer = slow_consumer
+        self.cuts: collections.OrderedDict[str, tuple[int, str, float]] = (
+            collections.OrderedDict()
+        )
+        """Peers closed as slow consumers whose clients may not have read the close frame:
+        peer id -> (code, reason, when). A client still stalled when the server gives up
+        on its close reads the backlog, then only EOF; its reconnection names its last peer
+        id and its welcome says why (``closed``, PROTOCOL.md §2)."""
 
     def send(
         self,
@@ -137,5 +152,19 @@ class Fanout:
                 buffered,
                 extra=log_context(member),
             )
-            transport.close(CloseCode.SLOW_CONSUMER, "slow consumer: not reading fast enough")
+            reason = "slow consumer: not reading fast enough"
+            transport.close(CloseCode.SLOW_CONSUMER, reason)
+            self._remember(member.id, CloseCode.SLOW_CONSUMER, reason)
         return True
+
+    def _remember(self, peer: str, code: int, reason: str) -> None:
+        self.cuts[peer] = (code, reason, time.monotonic())
+        while len(self.cuts) > CUTS_KEPT:
+            self.cuts.popitem(last=False)
+
+    def cut_of(self, peer: str) -> tuple[int, str] | None:
+        """The close of ``peer`` as a slow consumer, told once: it is then forgotten."""
+        entry = self.cuts.pop(peer, None)
+        if entry is None or time.monotonic() - entry[2] > CUT_MEMORY:
+            return None
+        return entry[0], entry[1]

@@ -298,6 +298,10 @@ class Peer:
     def _accept(self, rooms: dict[str, wire.Position] | None = None) -> None:
         self.node.welcomed(self)
         limits = self.node.limits
+        closed = None  # how the connection this client had before ended, if it may not know
+        cut = self.node.fanout.cut_of(self.request.query.get("last_peer") or "")
+        if cut is not None:
+            closed = {"code": cut[0], "reason": cut[1]}
         self.welcomed = True  # the welcome goes first, then what was kept for after it
         self._reply(
             wire.Welcome(
@@ -310,6 +314,7 @@ class Peer:
                     "max_pending": limits.max_pending_calls,
                 },
                 rooms or {},
+                closed,
             )
         )
         early, self._early = self._early, []
@@ -373,6 +378,8 @@ class Peer:
             self._ack(request.id, None)  # ping
 
     def connection_lost(self, code: int, reason: str) -> None:
+        if code != CloseCode.ABNORMAL:  # the client answered the close frame: it knows why
+            self.node.fanout.cuts.pop(self.id, None)
         self._closed = True
         self._backlog.clear()
         if self._calls is not None:

@@ -125,12 +125,13 @@ class Auth(msgspec.Struct, tag="auth", tag_field="type"):
 # -- server → client ---------------------------------------------------------
 
 
-class Welcome(msgspec.Struct, tag="welcome", tag_field="type"):
+class Welcome(msgspec.Struct, tag="welcome", tag_field="type", omit_defaults=True):
     v: int
     peer: str
     ping_interval: float | None
     limits: dict[str, int | None]
-    rooms: dict[str, Position] = {}  # rooms the server joined it to, with positions
+    rooms: dict[str, Position]  # rooms the server joined it to, with positions
+    closed: dict[str, Any] | None = None  # how the server closed the handshake's last_peer
 
 
 class Event(msgspec.Struct, tag="event", tag_field="type", omit_defaults=True):

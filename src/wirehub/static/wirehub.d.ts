@@ -182,6 +182,9 @@ export interface Welcome {
   limits: Limits;
   /** Rooms the server joined this peer to before the welcome, with their positions. */
   rooms?: Record<string, Position>;
+  /** On a reconnection: how the server closed the lost connection, when its close
+   * frame may not have reached this client (4008 while the page was not reading). */
+  closed?: { code: number; reason: string } | null;
 }
 
 export interface Member {
@@ -228,6 +231,9 @@ export interface Reconnected {
   gaps: string[];
   /** The ack of each room's re-join (members, position). */
   acks: Record<string, JoinAck>;
+  /** How the server closed the lost connection when "disconnect" could only say 1006
+   * (e.g. 4008: cut as a slow consumer while not reading); null otherwise. */
+  closed: { code: number; reason: string } | null;
 }
 
 /** A room position: offsets count up by one within an epoch. */

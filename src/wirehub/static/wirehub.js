@@ -701,7 +701,10 @@ class Client {
   _socket(token) {
     // In the first message unless asked: URLs end up in proxies' access logs (security.md).
     const inMessage = this.options.tokenIn !== "query";
-    const ws = new WebSocket(resolveUrl(this.url, inMessage ? null : token));
+    const url = new URL(resolveUrl(this.url, inMessage ? null : token));
+    // A reconnection names the lost peer: its welcome says how the server closed it (§2).
+    if (this.welcome) url.searchParams.set("last_peer", this.welcome.peer);
+    const ws = new WebSocket(url.href);
     ws.binaryType = "arraybuffer";
     if (inMessage && token != null) {
       // The first message authenticates; the welcome answers it (PROTOCOL.md §13).
@@ -774,7 +777,8 @@ class Client {
     this._fire("connect", welcome);
     for (const [message, data] of this._early.splice(0)) this._handle(message, data);
     if (restored) {
-      restored.then((outcome) => outcome && this._fire("reconnect", { attempts, ...outcome }));
+      const closed = welcome.closed || null;
+      restored.then((outcome) => outcome && this._fire("reconnect", { attempts, ...outcome, closed }));
     }
   }
 
