@@ -225,6 +225,51 @@ async def test_one_peers_messages_are_handled_in_arrival_order() -> None:
         assert answers[2]["data"] == ["a"] and answers[4]["data"] == []
 
 
+async def test_a_burst_in_one_read_is_handled_in_arrival_order() -> None:
+    """Async and sync handlers, a join, a ping and an unknown event written in one TCP
+    write (so one read): handlers start in arrival order, and the room is seen joined
+    by the handler after the join (on 3.11 sync handling takes its turn behind tasks)."""
+    hub = Hub()
+    seen: list[object] = []
+
+    @hub.on("a")
+    async def record_async(peer: Peer, n: int) -> None:
+        seen.append(n)
+        await asyncio.sleep(0)
+
+    @hub.on("s")
+    def record_sync(peer: Peer, n: int) -> None:
+        seen.append(n)
+
+    @hub.on("rooms")
+    def rooms(peer: Peer) -> None:
+        seen.append(sorted(peer.rooms))
+
+    burst = [
+        {"type": "emit", "event": "a", "data": 1},
+        {"type": "emit", "event": "s", "data": 2},
+        {"type": "emit", "event": "a", "data": 3},
+        {"type": "join", "room": "r"},
+        {"type": "emit", "event": "rooms"},
+        {"type": "ping"},
+        {"type": "emit", "event": "nosuch"},
+        {"type": "emit", "event": "s", "data": 4},
+        {"type": "emit", "event": "a", "data": 5},
+        {"type": "emit", "event": "s", "data": 6},
+    ]
+    async with serve(hub) as s, await WireClient.open(s.ws("/ws")) as client:
+        protocol = client.ws.protocol
+        for n, message in enumerate(burst):
+            protocol.send_text(json.dumps({**message, "id": n + 1}).encode())
+        client.ws.transport.write(b"".join(protocol.data_to_send()))
+        answers = {}
+        while len(answers) < len(burst):
+            reply = await client.recv()
+            answers[reply["id"]] = reply
+    assert seen == [1, 2, 3, ["r"], 4, 5, 6]
+    assert answers[7]["type"] == "error" and answers[6]["type"] == "ack"
+
+
 # -- nothing handled once the server closes a peer --------------------------------------------
 
 
