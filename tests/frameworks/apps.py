@@ -14,7 +14,7 @@ hub = Hub(
     cors_origins=["http://page.example"],
     api_key="secret-key",
     limits=Limits(max_message_size=1024, max_buffered=512 * 1024),
-    timeouts=Timeouts(close=1.0),
+    timeouts=Timeouts(close=1.0, shutdown=2.0),
 )
 
 if "WIREHUB_TEST_REDIS" in os.environ:  # several uvicorn workers share one hub through Redis
@@ -92,6 +92,46 @@ async def flood(peer: Peer, count: int) -> int:
         await hub.to("flood").emit("big", {"n": number, "pad": "x" * 8000})
         await asyncio.sleep(0)
     return count
+
+
+LINGER = 0.5  # seconds the lingering code below takes: longer than an unwaited exit
+
+
+@hub.on("disconnect")
+async def disconnect(peer: Peer, reason: Any) -> None:
+    if "linger" in peer.request.query:
+        await asyncio.sleep(LINGER)
+        print("test app: disconnect handler finished", file=sys.stderr, flush=True)
+
+
+@hub.on("nap")
+async def nap(peer: Peer) -> str:
+    """Tell the caller it started, then take ``LINGER`` seconds (in flight at a shutdown)."""
+    await peer.emit("napping")
+    await asyncio.sleep(LINGER)
+    print("test app: nap finished", file=sys.stderr, flush=True)
+    return "rested"
+
+
+@hub.on("stuck")
+async def stuck(peer: Peer) -> None:
+    """Never return on its own: a shutdown cancels it at its deadline."""
+    await peer.emit("stuck")
+    try:
+        await asyncio.Event().wait()
+    finally:
+        print("test app: stuck handler cancelled", file=sys.stderr, flush=True)
+
+
+@hub.websocket("/linger")
+async def linger(ws: WebSocket) -> None:
+    await ws.send("ready")
+    try:
+        async for _ in ws:
+            pass
+    finally:
+        await asyncio.sleep(LINGER)
+        print("test app: plain handler finished", file=sys.stderr, flush=True)
 
 
 @hub.on("whoami")

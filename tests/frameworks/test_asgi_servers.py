@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -195,3 +196,34 @@ async def test_without_a_lifespan_the_hub_starts_on_its_first_request() -> None:
     assert "wirehub got a request before any ASGI lifespan startup" in stderr
     assert stderr.count("test app: startup hooks ran") == 1
     assert "test app: shutdown hooks ran" not in stderr
+
+
+async def test_shutdown_lets_user_code_finish_then_cancels_the_rest() -> None:
+    """SIGTERM to uvicorn: a disconnect handler, a handler in flight and a plain endpoint's
+    cleanup (0.5 s each) finish before the shutdown hooks run, as on the native server; a
+    handler that never returns is cancelled at the hub's shutdown deadline (2 s)."""
+    async with uvicorn(APP) as host:
+        leaving = await wirehub.connect(host.ws("/ws?linger=1"), reconnect=False)
+        caller = await wirehub.connect(host.ws("/ws"), reconnect=False)
+        started: asyncio.Queue[str] = asyncio.Queue()
+        for event in ("napping", "stuck"):
+            caller.on(event, lambda *_, event=event: started.put_nowait(event))
+        calls = [asyncio.ensure_future(caller.call(name)) for name in ("nap", "stuck")]
+        async with connect(host.ws("/linger")) as plain:
+            assert await asyncio.wait_for(plain.recv(), UNIT) == "ready"
+            assert {await asyncio.wait_for(started.get(), UNIT) for _ in calls} == {
+                "napping",
+                "stuck",
+            }
+            began = time.monotonic()
+            _, stderr = await host.stop()
+            took = time.monotonic() - began
+        await asyncio.gather(*calls, return_exceptions=True)
+        await leaving.close()
+        await caller.close()
+    hooks = stderr.find("test app: shutdown hooks ran")
+    assert hooks > 0, stderr
+    for line in ("disconnect handler finished", "nap finished", "plain handler finished"):
+        assert 0 < stderr.find(f"test app: {line}") < hooks, stderr
+    assert 0 < stderr.find("test app: stuck handler cancelled") < hooks, stderr
+    assert took < 2.0 + 3 * UNIT

@@ -38,6 +38,7 @@ from wirehub.http.messages import Request, Response
 from wirehub.http.proxy import TrustedProxies
 from wirehub.http.routing import Router
 from wirehub.hub.fallback import Fallback
+from wirehub.hub.lifecycle import finish
 from wirehub.hub.responder import respond
 from wirehub.hub.transport import Endpoint, Session
 from wirehub.protocol.websocket import Message, close_reason
@@ -67,6 +68,8 @@ class Host(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+    def user_tasks(self) -> list[asyncio.Task[Any]]: ...
 
     def health(self) -> dict[str, Any]: ...
 
@@ -110,10 +113,14 @@ class AsgiApp:
             self.closing = False
 
     async def shutdown(self) -> None:
-        """Close the hub's WebSockets (1001), wait for them, then stop the hub."""
+        """Close the hub's WebSockets (1001) and wait for them; let the user code running
+        for clients finish (then cancel it), all within ``Timeouts.shutdown``; then stop
+        the hub — as the native server's ``Server.shutdown`` does."""
         if not self.started:
             return
         self.closing = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.hub.timeouts.shutdown
         if self.hub.fallback is not None:
             self.hub.fallback.shutdown(CloseCode.GOING_AWAY)
         for transport in list(self.transports):
@@ -121,8 +128,9 @@ class AsgiApp:
         if self.transports:
             ended = [transport.ended.wait() for transport in self.transports]
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.hub.timeouts.shutdown):
+                async with asyncio.timeout_at(deadline):
                     await asyncio.gather(*ended)
+        await finish(self.hub.user_tasks, deadline - loop.time())
         self.started = False
         await self.hub.stop()
 

@@ -504,6 +504,12 @@ class Hub:
             self._loop = None
             await self.node.stop()
 
+    def user_tasks(self) -> list[asyncio.Task[Any]]:
+        """The user code running for clients now: event and ``disconnect`` handlers, plain
+        endpoints' handlers (a host's graceful shutdown lets them finish, ``lifecycle.finish``)."""
+        endpoints = self.router.websocket.values()
+        return [*self.node.tasks, *(t for e in endpoints for t in getattr(e, "tasks", ()))]
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The hub as an ASGI 3 application: ``uvicorn app:hub``, ``app.mount("/rt", hub)``.
 

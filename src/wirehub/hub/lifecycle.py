@@ -20,12 +20,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from typing import Any, TypeVar
 
 from wirehub.exceptions import ConfigError
 
-__all__ = ["Hook", "Lifecycle"]
+__all__ = ["Hook", "Lifecycle", "finish"]
 
 logger = logging.getLogger("wirehub.hub")
 
@@ -122,6 +122,35 @@ class Lifecycle:
         error = task.exception()
         if error is not None:
             logger.error("background task %s failed", task.get_name(), exc_info=error)
+
+
+async def finish(running: Callable[[], Collection[asyncio.Task[Any]]], timeout: float) -> None:
+    """Let the tasks ``running()`` returns end within ``timeout`` seconds, then cancel the
+    rest and give them ``CANCEL_GRACE`` to clean up.
+
+    A host's graceful shutdown calls it for the user code running for clients
+    (handlers, ``disconnect`` handlers, plain endpoints) once the clients are
+    closed: ``running`` is asked again after each wait, since a task ending (a
+    peer's last handler) may start another (its ``disconnect`` handler).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    me = asyncio.current_task()  # a shutdown awaited from user code must not wait for itself
+    while tasks := [t for t in running() if not t.done() and t is not me]:
+        if loop.time() >= deadline:
+            break
+        await asyncio.wait(tasks, timeout=deadline - loop.time())
+    late = [t for t in running() if not t.done() and t is not me]
+    if not late:
+        return
+    logger.warning("%d handlers still ran at the shutdown deadline; cancelling them", len(late))
+    for task in late:
+        task.cancel()
+    _, stuck = await asyncio.wait(late, timeout=CANCEL_GRACE)
+    if stuck:
+        logger.warning(
+            "%d handlers did not end within %ss of being cancelled", len(stuck), CANCEL_GRACE
+        )
 
 
 def _checked(hook: H) -> H:

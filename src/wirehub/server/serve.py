@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from wirehub.http.messages import Request, Response
 from wirehub.http.routing import Router
+from wirehub.hub.lifecycle import finish
 from wirehub.hub.responder import respond
 
 if TYPE_CHECKING:
@@ -177,14 +178,9 @@ class Server:
                 )
                 for connection in list(self.connections):
                     connection._abort()
-        # User code still running (handlers, disconnect handlers, plain endpoints)
-        # gets what is left of the deadline to finish; then it is cancelled.
-        user = [*self.tasks, *self.hub.node.tasks]
-        user += [t for e in self.hub.router.websocket.values() for t in getattr(e, "tasks", ())]
-        if user:
-            _, late = await asyncio.wait(user, timeout=max(0.0, deadline - self.loop.time()))
-            for task in late:
-                task.cancel()
+        # User code still running (HTTP and event handlers, disconnect handlers, plain
+        # endpoints) gets what is left of the deadline to finish; then it is cancelled.
+        await finish(lambda: [*self.tasks, *self.hub.user_tasks()], deadline - self.loop.time())
         for server in self._servers:
             await server.wait_closed()
         await self.hub.stop()
