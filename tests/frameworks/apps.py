@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from wirehub import Hub, Limits, Peer, Reject, Request, Response, Timeouts, WebSocket
+from wirehub import ConfigError, Hub, Limits, Peer, Reject, Request, Response, Timeouts, WebSocket
 
 hub = Hub(
     cors_origins=["http://page.example"],
@@ -132,6 +133,20 @@ async def linger(ws: WebSocket) -> None:
     finally:
         await asyncio.sleep(LINGER)
         print("test app: plain handler finished", file=sys.stderr, flush=True)
+
+
+@hub.websocket("/identity", subprotocols=["chat.v1"])
+async def identity(ws: WebSocket) -> None:
+    """Say what the connection knows of itself, then report how it closed."""
+    try:
+        ping = f"round trip {await ws.ping()}"
+    except ConfigError as exc:
+        ping = str(exc)
+    about = {"ping": ping, "latency": ws.latency, "remote": ws.remote_address, "id": str(ws.id)}
+    await ws.send(json.dumps({**about, "subprotocol": ws.subprotocol}))
+    async for _ in ws:
+        pass
+    print(f"test app: closed {ws.close_code} {ws.close_reason}", file=sys.stderr, flush=True)
 
 
 @hub.on("whoami")

@@ -7,6 +7,7 @@ import asyncio
 import json
 import socket
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -227,3 +228,24 @@ async def test_shutdown_lets_user_code_finish_then_cancels_the_rest() -> None:
         assert 0 < stderr.find(f"test app: {line}") < hooks, stderr
     assert 0 < stderr.find("test app: stuck handler cancelled") < hooks, stderr
     assert took < 2.0 + 3 * UNIT
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+async def test_plain_websocket_attributes(server: str) -> None:
+    """Under an ASGI server a plain endpoint's ``ws`` knows its client's address, its id
+    and subprotocol and the client's close code; ``ws.ping()`` raises a ``ConfigError``
+    that says why (ASGI has no ping message) and ``latency`` stays 0.0."""
+    async with SERVERS[server](APP) as host:
+        async with connect(host.ws("/identity"), subprotocols=["chat.v1"]) as ws:
+            about = json.loads(await asyncio.wait_for(ws.recv(), UNIT))
+            assert tuple(about["remote"]) == ws.local_address[:2]
+            assert uuid.UUID(about["id"]) and about["subprotocol"] == "chat.v1"
+            assert "ASGI has no ping message" in about["ping"] and about["latency"] == 0.0
+            await ws.close(4000, "bye")
+        _, stderr = await host.stop()
+    # hypercorn's disconnect message says only 1000 (it closed) or 1006 (the client did),
+    # never the client's code (hypercorn/protocol/ws_stream.py, StreamClosed).
+    assert f"test app: closed {CLIENT_CLOSE[server]}" in stderr
+
+
+CLIENT_CLOSE = {"uvicorn": "4000 bye", "hypercorn": "1006"}

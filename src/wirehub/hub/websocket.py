@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from typing import Any
 
 from wirehub.codes import CloseCode
-from wirehub.exceptions import ConnectionClosed, Reject
+from wirehub.exceptions import ConfigError, ConnectionClosed, Reject
 from wirehub.http.messages import Request, Response
 from wirehub.hub.transport import Pinging, Transport
 from wirehub.protocol.websocket import (
@@ -55,7 +55,8 @@ class WebSocket:
         self.close_reason = ""
         self.latency = 0.0
         """Seconds: the last round trip of a ping (``ping()``, or the server's
-        keepalive ping every ``Timeouts.ping_interval``); 0.0 until one is answered."""
+        keepalive ping every ``Timeouts.ping_interval``); 0.0 until one is answered,
+        and always under an ASGI server (its pongs do not reach the application)."""
 
     @property
     def request(self) -> Request:
@@ -145,11 +146,17 @@ class WebSocket:
         Browsers and every RFC 6455 client answer pings by themselves. Raises
         ``ConnectionClosed`` if the connection closes first; wrap it in
         ``asyncio.timeout()`` to bound the wait. Also updates ``latency``.
+        Raises ``ConfigError`` under an ASGI server: ASGI has no ping message
+        (the ASGI server pings by itself, e.g. uvicorn's ``--ws-ping-interval``).
         """
         if self.close_code is not None:
             raise ConnectionClosed(self.close_code, self.close_reason)
         if not isinstance(self._transport, Pinging):
-            raise RuntimeError("this server does not let the application send pings")
+            raise ConfigError(
+                "ws.ping() needs wirehub's own server: under an ASGI server the "
+                "application cannot ping (ASGI has no ping message); the ASGI server "
+                "keeps connections alive itself (uvicorn: --ws-ping-interval)"
+            )
         sent = time.monotonic()  # not loop.time(): uvloop's ticks in milliseconds
         pong: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self._pings = (self._pings or []) + [(sent, pong)]
