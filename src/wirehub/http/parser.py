@@ -34,7 +34,7 @@ class RequestParser:
         self._client = client
         self._scheme = scheme
         self._trusted_proxies = trusted_proxies
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self._done: list[Request] = []
         self._reset()
         self.error: Response | None = None
@@ -50,13 +50,20 @@ class RequestParser:
         self._request: Request | None = None
         self._head_progress = False  # a head callback fired during this feed()
 
+    def close(self) -> None:
+        """The connection is gone: drop the httptools parser, which refers back to
+        this object (a cycle left to the garbage collector otherwise, one per
+        connection). ``feed`` returns nothing from now on."""
+        self._parser = None
+
     def feed(self, data: bytes) -> list[Request]:
         """Parse ``data``; return the requests completed by it."""
-        if self.error is not None or self.upgrade_data is not None:
+        parser = self._parser
+        if self.error is not None or self.upgrade_data is not None or parser is None:
             return []
         self._head_progress = False
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             offset = int(exc.args[0])
             self.upgrade_data = data[offset:]
@@ -103,6 +110,7 @@ class RequestParser:
             self._fail(431, "request head too large")
 
     def on_headers_complete(self) -> None:
+        assert self._parser is not None  # called from feed()
         parsed = httptools.parse_url(self._url)
         headers = Headers(self._raw_headers)
         self._request = Request(

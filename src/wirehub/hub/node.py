@@ -141,8 +141,9 @@ class Node:
         """``member``'s connection closed: leave its rooms, announce, run ``disconnect``."""
         welcomed = self.peers.pop(member.id, None) is not None
         rooms, emptied = self.rooms.gone(member)
-        if not (emptied or (self.rooms.presence and rooms) or welcomed):
-            return
+        handler = welcomed and "disconnect" in self.handlers
+        if not (emptied or (self.rooms.presence and rooms) or handler):
+            return  # nothing to wait for: no task (a handshake storm closes thousands)
         task = asyncio.get_running_loop().create_task(
             self._after_gone(member, reason, rooms, emptied, welcomed)
         )

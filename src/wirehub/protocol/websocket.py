@@ -194,6 +194,23 @@ def ping_sent_at(payload: bytes) -> float | None:
     return float(sent) if math.isfinite(sent) else None
 
 
+def _switching(key: str, extensions: str | None, protocol: str | None) -> Headers:
+    headers = Headers()
+    headers["Upgrade"] = "websocket"
+    headers["Connection"] = "Upgrade"
+    headers["Sec-WebSocket-Accept"] = key
+    if extensions is not None:
+        headers["Sec-WebSocket-Extensions"] = extensions
+    if protocol is not None:
+        headers["Sec-WebSocket-Protocol"] = protocol
+    return headers
+
+
+def _serialize_101(headers: Headers) -> bytes:
+    lines = [f"{name}: {value}\r\n" for name, value in headers.raw_items()]
+    return ("HTTP/1.1 101 Switching Protocols\r\n" + "".join(lines) + "\r\n").encode()
+
+
 class WebSocketProtocol:
     """One server-side WebSocket connection, from handshake to close."""
 
@@ -205,11 +222,14 @@ class WebSocketProtocol:
         subprotocols: Sequence[str] | None = None,
     ) -> None:
         extensions = [_deflate_factory()] if compression else None
+        # Made OPEN: the engine's parser starts in frame mode. The handshake
+        # is checked by ``accept`` before a single frame is read.
         self.engine = _Engine(
             extensions=extensions,
             subprotocols=[Subprotocol(p) for p in subprotocols] if subprotocols else None,
             max_size=max_message_size,
             logger=_engine_logger,
+            state=State.OPEN,
         )
         self._parts: list[bytes] = []  # binary fragments so far
         self._chars: list[str] = []  # decoded text fragments so far
@@ -223,16 +243,26 @@ class WebSocketProtocol:
         """Validate the upgrade request; return the response to send (101 or an error).
 
         The HTTP request was already parsed by the server, so we hand the
-        engine a ``Request`` object instead of bytes.
+        engine a ``Request`` object instead of bytes. The checks and the
+        negotiation (key, version, extensions, subprotocol) are websockets'
+        ``process_request``; only the 101 is written here: websockets'
+        ``accept`` adds a ``Date`` (optional on a 1xx, RFC 9110 §6.6.1, and
+        formatting it was 6 % of a handshake's CPU) and builds and serializes
+        a header table (bench/README.md, "Handshake profile").
         """
-        response = self.engine.accept(Request(path, headers))
-        self.engine.send_response(response)
-        if response.status_code == 101:
-            # The engine's parser was started in __init__ waiting for an HTTP
-            # request it will never see; restart it now that the state is OPEN
-            # so it reads frames from the first byte.
-            self.engine.parser = self.engine.parse()
-            next(self.engine.parser)
+        engine = self.engine
+        request = Request(path, headers)
+        try:
+            key, extensions, protocol = engine.process_request(request)
+        except Exception:
+            # A refusal: websockets' own answer (status, text, EOF), from the
+            # state it expects. Its checks fail again the same way.
+            engine.state = State.CONNECTING
+            response = engine.accept(request)
+            engine.send_response(response)
+            return response
+        response = Response(101, "Switching Protocols", _switching(key, extensions, protocol))
+        engine.writes.append(_serialize_101(response.headers))
         return response
 
     @property

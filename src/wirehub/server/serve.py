@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -273,6 +274,10 @@ def run(
     async def main() -> None:
         serving = serve(hub, host, port, ssl=ssl, shutdown_code=shutdown_code, handle_signals=True)
         async with serving as server:
+            # What exists once serving starts (modules, routes, handlers) lives
+            # as long as the process: leave it out of every collection, so the
+            # ones that thousands of handshakes trigger scan only what they made.
+            gc.freeze()
             (announce or _print_where)(server)
             await server.serve_forever()
 
