@@ -49,16 +49,14 @@ test: $(VENV)/.dev system-deps
 # and one peer's messages must be handled in order on each. None newer: nothing to do.
 LATEST := $(shell PYTHON=$(PYTHON) bash scripts/latest-python.sh)
 LATEST_VENV := .venv-latest
-# (The HTTP fallback is a transport: its tests stay on the main Python.)
+# The HTTP fallback included: its sessions feed peers like connections do.
 EVENT_TESTS := tests/hub tests/client tests/protocol tests/security/test_robustness.py \
-	tests/security/test_fuzz_backpressure.py \
-	--ignore=tests/hub/test_fallback.py --ignore=tests/hub/test_relay.py \
-	--ignore=tests/protocol/test_fallback.py
+	tests/security/test_fuzz_backpressure.py
 
-$(LATEST_VENV)/.dev: pyproject.toml
+$(LATEST_VENV)/.dev: pyproject.toml Makefile
 	test -x $(LATEST_VENV)/bin/python || $(LATEST) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/python -m pip install -q -e '.[redis,jwt,metrics]' \
-		pytest pytest-asyncio pytest-timeout hypothesis trustme pydantic
+		pytest pytest-asyncio pytest-timeout hypothesis trustme pydantic aiohttp
 	touch $@
 
 test-latest:

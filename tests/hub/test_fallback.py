@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import TICK, UNIT, Served, serve
 from tests.hub.fallback_wire import BINARY, CLOSE, TEXT, PollClient, record, records, text
 from tests.hub.wire import WireClient
+from tests.server.test_bounds import until
 from wirehub import Hub, Limits, Timeouts
 from wirehub.hub.peer import DisconnectReason, Peer
 from wirehub.security.ratelimit import Rate, RateLimits
@@ -235,6 +236,10 @@ async def test_shutdown_closes_sessions(stream: bool) -> None:
     hub, gone = app()
     async with serve(hub, shutdown_code=1012) as s:
         client = await PollClient.open(base(s), stream=stream)
+        # The poll after the welcome must have reached the server: a shutdown before it
+        # would find no request to answer (the client learns at its next poll: 410).
+        assert hub.fallback is not None
+        await until(lambda: hub.fallback.sessions[client.session].receiving)  # type: ignore[union-attr]
         await s.server.shutdown(timeout=UNIT)
         assert await client.wait_closed() == (1012, "server restarting")
         await client.close(None)

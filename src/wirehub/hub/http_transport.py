@@ -142,6 +142,11 @@ class HttpTransport:
     def closing(self) -> bool:
         return self.closed is not None
 
+    @property
+    def receiving(self) -> bool:
+        """A receive request (long-poll or stream) is waiting here for records."""
+        return self._receiver is not None
+
     async def drain(self) -> None:
         if not self.writing_paused or self.closed is not None:
             return
