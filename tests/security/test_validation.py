@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import sys
 from typing import Annotated, Any, Literal, TypedDict
 
 import msgspec
@@ -183,3 +184,41 @@ async def test_binary_data_needs_a_bytes_handler(hub: Hub) -> None:
         await client.ws.send(len(header).to_bytes(4, "big") + header + b"\x00\x01")
         reply = await client.recv()
         assert reply["code"] == "invalid_data" and "binary" in reply["message"]
+
+
+class Loose(msgspec.Struct):
+    name: str
+    extra: object = None
+
+
+async def test_object_annotations_mean_any_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``object`` in a data annotation (``dict[str, object]``, a Struct field, ``object``
+    itself) means any JSON value, as ``Any`` does: msgspec decodes it, pydantic or not."""
+    monkeypatch.setitem(sys.modules, "pydantic", None)  # not installed: msgspec alone
+    hub = Hub()
+
+    @hub.on("mapping")
+    def mapping(peer: Peer, data: dict[str, object]) -> object:
+        return data
+
+    @hub.on("loose")
+    def loose(peer: Peer, data: Loose) -> object:
+        return [data.name, data.extra]
+
+    @hub.on("anything")
+    def anything(peer: Peer, data: object) -> object:
+        return data if not isinstance(data, bytes) else f"{len(data)} bytes"
+
+    async with serve(hub) as served, await WireClient.open(served.ws("/ws")) as client:
+        assert (await client.call("mapping", {"a": [1, {"b": None}]}))["data"] == {
+            "a": [1, {"b": None}]
+        }
+        assert (await client.call("mapping", [1]))["code"] == "invalid_data"
+        assert (await client.call("loose", {"name": "n", "extra": {"x": 1}}))["data"] == [
+            "n",
+            {"x": 1},
+        ]
+        assert (await client.call("anything", 3.5))["data"] == 3.5
+        header = b'{"type":"emit","event":"anything","id":9}'
+        await client.ws.send(len(header).to_bytes(4, "big") + header + b"\x00\x01")
+        assert (await client.recv())["data"] == "2 bytes"

@@ -2,9 +2,10 @@
 
 A handler's second parameter's annotation is its data type. Data is decoded
 straight from the raw JSON into that type with msgspec (Structs, dataclasses,
-TypedDicts, builtins) or pydantic (models, and types built from them such as
-``list[Model]``, when installed), so invalid data is refused with the path of
-the bad field and the handler never runs. The decoder is built once, when the
+TypedDicts, builtins; ``object`` means any JSON, as ``Any`` does) or pydantic
+(models, and types built from them such as ``list[Model]``, when installed),
+so invalid data is refused with the path of the bad field and the handler
+never runs. The decoder is built once, when the
 handler is registered; a type neither library can validate is a
 ``ConfigError`` then, not an error per message.
 
@@ -85,7 +86,7 @@ class HandlerSpec:
             except Exception as exc:
                 raise ConfigError(f"cannot resolve the annotations of {func!r}: {exc}") from None
             data_type = hints.get(positional[1].name, _NO_TYPE)
-            if data_type is Any:
+            if data_type is Any or data_type is object:  # any JSON (binary data too)
                 data_type = _NO_TYPE
         is_async = inspect.iscoroutinefunction(func)
         if blocking and is_async:
@@ -164,7 +165,8 @@ def _custom_types(info: msgspec.inspect.Type, seen: set[int] | None = None) -> l
         return []
     seen.add(id(info))
     if isinstance(info, msgspec.inspect.CustomType):
-        return [info.cls]
+        # msgspec decodes ``object`` as any JSON value (``Any``), only inspects it as custom
+        return [] if info.cls is object else [info.cls]
     found: list[Any] = []
     for name in ("item_type", "key_type", "value_type"):
         child = getattr(info, name, None)
