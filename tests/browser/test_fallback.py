@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from playwright.async_api import Page, expect
 
@@ -252,3 +253,24 @@ async def test_the_chat_demo_says_it_is_on_the_fallback(pages: Pages, serve_hub:
     await page.fill("#name", "ada")
     await page.click("#name-form button")
     await expect(page.locator("#status")).to_have_text("connected (HTTP fallback)")
+
+
+@pytest.mark.parametrize("transport", ["long-polling", "streaming"])
+async def test_a_closed_tab_leaves_at_once(pages: Pages, serve_hub: Any, transport: str) -> None:
+    """A fallback page whose tab closes tells the server (a keepalive close on ``pagehide``):
+    the room hears its ``leave`` within a second, not after ``Timeouts.session`` (20 s)."""
+    hub = Hub(presence=True)
+    site: Site = await serve_hub(hub)
+    hub.add_route("/", fallback_chat.page)
+    async with Client(f"ws://127.0.0.1:{site.port}/ws") as watcher:
+        changes: asyncio.Queue[Any] = asyncio.Queue()
+        watcher.on("presence", changes.put_nowait)
+        await watcher.join("lobby")
+        page = await pages.open(site.url + "/")
+        await page.wait_for_function("window.wirehub !== undefined")
+        assert await member(page, transports=[transport]) == transport
+        joined = await asyncio.wait_for(changes.get(), UNIT)
+        assert joined.joined is not None
+        await page.close(run_before_unload=True)  # as a user closing the tab
+        left = await asyncio.wait_for(changes.get(), UNIT)
+        assert left.left is not None and left.left["id"] == joined.joined["id"]

@@ -33,6 +33,10 @@ class HttpSocket {
     this._seq = 0; // messages the server has
     this._ack = 0; // records we have
     this._sending = 0; // messages in the POST in flight
+    // A closed tab cannot end its polls: say so, or it stays a member until the session
+    // expires (Timeouts.session). The close POST is a keepalive fetch, so it outlives the page.
+    this._left = () => this.close(1001, "page left");
+    globalThis.addEventListener?.("pagehide", this._left);
     this._run(token);
   }
 
@@ -148,6 +152,7 @@ class HttpSocket {
   _end(code, reason) {
     if (this.readyState > 1) return;
     this.readyState = 3;
+    globalThis.removeEventListener?.("pagehide", this._left);
     if (this._abort) this._abort.abort();
     this._emit("close", { code, reason });
   }
