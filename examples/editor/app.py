@@ -37,7 +37,7 @@ from typing import Any
 import msgspec
 import pycrdt
 
-from wirehub import EventError, Hub, Peer, Request
+from wirehub import EventError, Hub, Peer, Reject, Request
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -118,8 +118,8 @@ def create_hub(store: Store) -> Hub:
     @hub.on("connect")
     def connect(peer: Peer, request: Request) -> None:
         name = request.query.get("doc", "welcome")
-        if not DOC_NAME.fullmatch(name):
-            raise EventError("bad_doc", "a document name is 1-64 letters, digits, - or _")
+        if not DOC_NAME.fullmatch(name):  # refused for good (1008): retrying cannot help
+            raise Reject(reason="a document name is 1-64 letters, digits, - or _")
         peer.state["doc"] = name
         color = COLORS[sum(map(ord, peer.id)) % len(COLORS)]
         peer.info.update(name=(request.query.get("name") or "anonymous")[:32], color=color)

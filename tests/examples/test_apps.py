@@ -9,7 +9,11 @@ from pathlib import Path
 import pycrdt
 import pytest
 
+import wirehub
 from tests.browser.examples import load_example
+from tests.conftest import serve
+from wirehub.codes import CloseCode, should_reconnect
+from wirehub.exceptions import ConnectionClosed
 
 
 def test_game_moves_clamps_and_scores() -> None:
@@ -86,3 +90,16 @@ def test_editor_store_refuses_garbage(tmp_path: Path) -> None:
         store.apply("d", b"\xff\xfe not an update")
     assert store.db.execute("SELECT COUNT(*) FROM updates").fetchone() == (0,)
     store.close()
+
+
+async def test_editor_refuses_a_bad_document_name_for_good(tmp_path: Path) -> None:
+    """A bad ``?doc=`` is refused with 1008 and the reason, not 1011 (retried forever)."""
+    app = load_example("editor")
+    store = app.Store(tmp_path / "db")
+    async with serve(app.create_hub(store)) as served:
+        with pytest.raises(ConnectionClosed) as refused:
+            async with wirehub.connect(served.ws("/ws?doc=../etc"), reconnect=False):
+                pass
+    assert refused.value.code == CloseCode.POLICY_VIOLATION
+    assert "document name" in refused.value.reason
+    assert not should_reconnect(refused.value.code)

@@ -107,10 +107,10 @@ function resync() {
 // -- the connection --------------------------------------------------------------
 
 hub.on("reconnecting", () => setStatus("reconnecting…", ""));
-hub.on("disconnect", ({ reconnect }) => {
+hub.on("disconnect", ({ reason, reconnect }) => {
   synced = false;
   $("#saved").textContent = "offline: your edits are kept and sent on reconnect";
-  if (!reconnect) setStatus("disconnected", "down");
+  if (!reconnect) setStatus(reason ? `disconnected: ${reason}` : "disconnected", "down");
 });
 hub.on("reconnect", () => { setStatus("connected", "open"); resync(); });
 hub.on("gap", resync); // updates may be missing: fetch the difference again
