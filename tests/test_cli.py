@@ -17,7 +17,7 @@ import trustme
 from click.testing import CliRunner
 
 from tests.conftest import UNIT, connect
-from wirehub import ConfigError, Hub
+from wirehub import ConfigError, Hub, Limits
 from wirehub.cli import load_app, main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,3 +220,15 @@ def test_serve_history_options_reach_the_broker(
     assert (hub.broker.history_size, hub.broker.history_ttl) == (7, 90.0)
     result = CliRunner().invoke(main, ["serve", app_path, "--history-ttl", "0"])
     assert "--history-ttl" in one_line_error(result)
+
+
+def test_serve_refuses_a_message_size_below_one(app_path: str) -> None:
+    """``--max-message-size 0`` (or ``Limits(max_message_size=-5)``) is refused, not served.
+
+    Such a server would answer every message with ``limit_exceeded``.
+    """
+    result = CliRunner().invoke(main, ["serve", app_path, "--max-message-size", "0"])
+    assert "--max-message-size" in one_line_error(result)
+    with pytest.raises(ValueError, match="max_message_size is at least 1"):
+        Limits(max_message_size=-5)
+    assert Limits(max_message_size=None, write_buffer_low=0).max_message_size is None

@@ -86,7 +86,11 @@ def load_app(target: str) -> Hub:
 @click.option(
     "--keyfile", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM)."
 )
-@click.option("--max-message-size", type=int, help="Largest message in bytes (default 1 MiB).")
+@click.option(
+    "--max-message-size",
+    type=click.IntRange(min=1),
+    help="Largest message in bytes (default 1 MiB).",
+)
 @click.option("--no-compression", is_flag=True, help="Do not offer permessage-deflate.")
 @click.option(
     "--shutdown-code",

@@ -82,6 +82,14 @@ class Limits:
     fewer when the process's file-descriptor limit is lower (the limit less a
     tenth, at least 64, kept for HTTP, ``/healthz``, Redis and files)."""
 
+    def __post_init__(self) -> None:
+        # A zero or negative size would make a server that refuses everything, silently.
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            least = 0 if field.name == "write_buffer_low" else 1
+            if value is not None and value < least:
+                raise ValueError(f"Limits.{field.name} is at least {least} (or None), not {value}")
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Timeouts:
