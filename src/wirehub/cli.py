@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import importlib
 import importlib.util
+import inspect
 import os
 import shlex
 import ssl
@@ -64,10 +65,24 @@ def load_app(target: str) -> Hub:
     except AttributeError:
         raise ConfigError(f"{location} has no attribute {attr!r}") from None
     if not isinstance(app, Hub) and callable(app):
+        if _needs_arguments(app):
+            raise ConfigError(f"{target} needs arguments: give a Hub, or a function taking none")
         app = app()
     if not isinstance(app, Hub):
         raise ConfigError(f"{target} is a {type(app).__name__}, not a wirehub.Hub")
     return app
+
+
+def _needs_arguments(factory: Any) -> bool:
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins): just call it
+        return False
+    return any(
+        p.default is p.empty
+        and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        for p in parameters
+    )
 
 
 @main.command()
