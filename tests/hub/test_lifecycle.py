@@ -130,5 +130,7 @@ def test_background_task_outside_a_running_hub_fails_loudly() -> None:
     with pytest.raises(ConfigError, match="on_startup"):
         hub.start_background_task(coro)
     assert coro.cr_frame is None  # closed: no "never awaited" warning
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"call it, start_background_task\(produce\(\)\)"):
         hub.start_background_task(produce)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="not a plain function: make it `async def`"):
+        hub.start_background_task(print)  # type: ignore[arg-type]

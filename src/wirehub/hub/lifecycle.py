@@ -65,7 +65,7 @@ class Lifecycle:
         task raises is logged with its traceback.
         """
         if not inspect.iscoroutine(coro):
-            raise TypeError(f"start_background_task takes a coroutine, not {type(coro).__name__}")
+            raise TypeError(_not_a_coroutine(coro))
         if not self.running:
             coro.close()
             raise ConfigError(
@@ -167,3 +167,17 @@ async def _call(hook: Hook) -> None:
 
 def _name(hook: Hook) -> str:
     return getattr(hook, "__qualname__", repr(hook))
+
+
+def _not_a_coroutine(value: object) -> str:
+    """What to do instead, for Flask-SocketIO's habit of passing the function itself."""
+    if inspect.iscoroutinefunction(value):
+        name = getattr(value, "__name__", "task")
+        return f"start_background_task takes a coroutine: call it, start_background_task({name}())"
+    if callable(value):
+        return (
+            "start_background_task takes a coroutine, not a plain function: make it "
+            "`async def` (with `await asyncio.sleep()`), or run blocking code with "
+            "`await asyncio.to_thread(func)` inside one"
+        )
+    return f"start_background_task takes a coroutine, not {type(value).__name__}"
