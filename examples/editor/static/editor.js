@@ -61,22 +61,34 @@ ydoc.on("update", (update, origin) => {
 
 hub.on("update", (data) => Y.applyUpdate(ydoc, data, "server"));
 
+// The selection is read before a remote change applies: its indexes are the old text's.
+let restoreSelection = () => {};
+ydoc.on("beforeTransaction", (transaction) => {
+  if (transaction.origin !== "local") restoreSelection = keepSelection();
+});
+
 ytext.observe((event, transaction) => {
   if (transaction.origin !== "local") {
-    const selection = keepSelection();
     textarea.value = ytext.toString();
-    selection();
+    restoreSelection();
     fit();
   }
   $("#count").textContent = `${ytext.length} characters`;
   drawCursors();
 });
 
-/** Remember the selection as Yjs positions, which follow the text; return how to restore it. */
+/**
+ * A Yjs position for a caret at `index`, which follows the text. It sticks to the
+ * character before it, so text someone else inserts right there goes after the caret,
+ * and what you type next stays next to what you typed (your run is not split).
+ */
+const stickyAt = (index) => Y.createRelativePositionFromTypeIndex(ytext, index, -1);
+
+/** Remember the selection as Yjs positions; return how to restore it. */
 function keepSelection() {
   const focused = document.activeElement === textarea;
-  const anchor = Y.createRelativePositionFromTypeIndex(ytext, textarea.selectionStart);
-  const head = Y.createRelativePositionFromTypeIndex(ytext, textarea.selectionEnd);
+  const anchor = stickyAt(textarea.selectionStart);
+  const head = stickyAt(textarea.selectionEnd);
   return () => {
     const a = Y.createAbsolutePositionFromRelativePosition(anchor, ydoc);
     const h = Y.createAbsolutePositionFromRelativePosition(head, ydoc);
@@ -140,8 +152,8 @@ function shareCursor() {
   clearTimeout(cursorTimer);
   cursorTimer = setTimeout(() => {
     if (!synced || hub.state !== "open") return;
-    const anchor = Y.createRelativePositionFromTypeIndex(ytext, textarea.selectionStart);
-    const head = Y.createRelativePositionFromTypeIndex(ytext, textarea.selectionEnd);
+    const anchor = stickyAt(textarea.selectionStart);
+    const head = stickyAt(textarea.selectionEnd);
     hub.emit("cursor", { anchor: Y.relativePositionToJSON(anchor), head: Y.relativePositionToJSON(head) });
   }, 40);
 }
