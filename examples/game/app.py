@@ -36,7 +36,8 @@ from pathlib import Path
 
 import msgspec
 
-from wirehub import EventError, Hub, Peer, Request
+from wirehub import Hub, Peer, Reject, Request
+from wirehub.codes import CloseCode
 
 STATIC = Path(__file__).resolve().parent / "static"
 WIDTH, HEIGHT = 960.0, 600.0
@@ -86,11 +87,12 @@ class Game:
         self.tick = 0
 
     def add(self, peer_id: str) -> Player:
-        """A new player in a free slot; raises ``EventError`` when the arena is full."""
+        """A new player in a free slot; raises ``Reject`` (1013: try again later) when full."""
         used = {p.slot for p in self.players.values()}
         slot = next((s for s in range(MAX_PLAYERS) if s not in used), None)
         if slot is None:
-            raise EventError("full", f"the arena has {MAX_PLAYERS} players already")
+            reason = f"the arena has {MAX_PLAYERS} players already"
+            raise Reject(reason=reason, code=CloseCode.TRY_AGAIN_LATER)
         player = self.players[peer_id] = Player(slot, *self._spot(RADIUS), self.tick)
         return player
 
@@ -129,7 +131,9 @@ class Game:
     def snapshot(self) -> bytes:
         """This tick as bytes (see the module's docstring for the layout)."""
         parts = [_HEAD.pack(self.tick, time.time() * 1000, len(self.players))]
-        parts += [_PLAYER.pack(p.slot, p.x, p.y, p.score) for p in self.players.values()]
+        parts += [  # the score is a u16 on the wire: a long game stops at 65535, never crashes
+            _PLAYER.pack(p.slot, p.x, p.y, min(p.score, 0xFFFF)) for p in self.players.values()
+        ]
         parts.append(_COUNT.pack(len(self.coins)))
         parts += [_COIN.pack(x, y) for x, y in self.coins]
         return b"".join(parts)

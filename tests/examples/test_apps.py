@@ -59,6 +59,19 @@ def test_game_prune_spares_new_players() -> None:
     assert list(game.players) == ["new"]
 
 
+def test_game_full_arena_refuses_with_try_again_later() -> None:
+    """The player past MAX_PLAYERS is refused with 1013 (retry later); a huge score packs."""
+    app = load_example("game")
+    game = app.Game(random.Random(4))
+    for i in range(app.MAX_PLAYERS):
+        game.add(str(i))
+    with pytest.raises(app.Reject) as refused:
+        game.add("one more")
+    assert refused.value.code == CloseCode.TRY_AGAIN_LATER and should_reconnect(1013)
+    game.players["0"].score = 70_000
+    assert struct.unpack_from("<HffH", game.snapshot(), 14)[3] == 0xFFFF
+
+
 def test_editor_store_persists_and_compacts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
