@@ -84,6 +84,7 @@ async def test_unauthorized_without_the_key(key: str | None, why: str) -> None:
         b'{"event": "x", "room": ""}',
         b'{"event": "x", "room": "bad\\u0000name"}',
         b'{"event": "x", "unknown": 1}',
+        b'{"event": "error", "room": "lobby"}',
     ],
 )
 async def test_bad_requests_get_400(body: bytes) -> None:

@@ -203,6 +203,23 @@ async def test_emit_to_everyone_and_to_one_peer() -> None:
         assert await a.recv() == {"type": "event", "event": "echo", "data": {"n": 1}}
 
 
+async def test_events_named_like_the_clients_callbacks_are_refused() -> None:
+    """Emitting "error" or "gap" raises ConfigError: both clients would drop such an event."""
+    hub = Hub()
+
+    @hub.on("shout")
+    async def shout(peer: Peer, name: str) -> None:
+        await hub.to("lobby").emit(name, "x")
+
+    async with serve(hub) as s, await WireClient.open(s.ws("/ws")) as client:
+        for name in ("error", "gap", "connect"):
+            with pytest.raises(ConfigError, match=f"'{name}': the clients keep that name"):
+                await hub.emit(name, "x")
+            answer = await client.call("shout", name)
+            assert (answer["type"], answer["code"]) == ("error", "internal_error")
+        assert (await client.call("shout", "app_error"))["type"] == "ack"
+
+
 async def test_join_and_leave_change_membership() -> None:
     """Client joins are acked with the room position; after leave, room events stop."""
     hub = chat_hub()

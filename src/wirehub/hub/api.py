@@ -26,6 +26,7 @@ from wirehub.http.routing import HttpHandler
 from wirehub.hub.node import Node
 from wirehub.hub.room import check_room_name
 from wirehub.hub.target import Target
+from wirehub.protocol import messages as wire
 
 __all__ = ["EMIT_PATH", "EmitRequest", "emit_route"]
 
@@ -79,6 +80,8 @@ def emit_route(node: Node, api_key: str) -> HttpHandler:
 def _check(body: EmitRequest) -> str | None:
     if not body.event:
         return "event is a non-empty string"
+    if body.event in wire.CLIENT_CALLBACKS:
+        return f"event {body.event!r}: the clients keep that name for their own callbacks"
     if body.room is not None and body.peer is not None:
         return "give room or peer, not both"
     if body.room is not None:

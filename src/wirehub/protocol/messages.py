@@ -19,8 +19,10 @@ from typing import Any
 import msgspec
 
 from wirehub.codes import ErrorCode
+from wirehub.exceptions import ConfigError
 
 __all__ = [
+    "CLIENT_CALLBACKS",
     "PROTOCOL_VERSION",
     "Auth",
     "ClientMessage",
@@ -45,6 +47,12 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+
+CLIENT_CALLBACKS = frozenset(
+    {"connect", "disconnect", "reconnecting", "reconnect", "error", "presence", "gap"}
+)
+"""Names the clients keep for their own callbacks: an event so named would never reach
+the application (both clients drop it), so the server refuses to send one (§3)."""
 
 _BINARY_HEADER = struct.Struct("!I")
 
@@ -295,8 +303,14 @@ def event_body(event: str, data: Any) -> tuple[bytes, bytes | None]:
 
     Returns the JSON object's members without the opening brace (so a node
     can prefix ``type``, ``room`` and position) and the binary payload when
-    ``data`` is bytes. Raises ``TypeError`` for data JSON cannot carry.
+    ``data`` is bytes. Raises ``TypeError`` for data JSON cannot carry, and
+    ``ConfigError`` for a name in ``CLIENT_CALLBACKS``.
     """
+    if event in CLIENT_CALLBACKS:
+        raise ConfigError(
+            f"event {event!r}: the clients keep that name for their own callbacks and would"
+            f" not deliver it; choose another name (e.g. {'app_' + event!r})"
+        )
     if isinstance(data, bytes | bytearray | memoryview):
         return _encoder.encode(_BinaryBody(event))[1:], bytes(data)
     try:
