@@ -103,13 +103,17 @@ def test_load_app_from_file_and_module(tmp_path: Path, monkeypatch: pytest.Monke
         ("myapp.py:nothing", "has no attribute 'nothing'"),
         ("myapp.py:number", "is a int, not a wirehub.Hub"),
         ("myapp.py:make", "needs arguments: give a Hub, or a function taking none"),
+        ("myapp.py:asgi", "is an ASGI application .* serve it with uvicorn"),
     ],
 )
 def test_load_app_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, message: str
 ) -> None:
     """``load_app`` explains what is wrong with a target that is not a Hub."""
-    (tmp_path / "myapp.py").write_text("number = 42\ndef make(settings):\n    return 1\n")
+    (tmp_path / "myapp.py").write_text(
+        "number = 42\ndef make(settings):\n    return 1\n"
+        "async def asgi(scope, receive, send):\n    pass\n"
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delitem(sys.modules, "myapp", raising=False)

@@ -65,12 +65,26 @@ def load_app(target: str) -> Hub:
     except AttributeError:
         raise ConfigError(f"{location} has no attribute {attr!r}") from None
     if not isinstance(app, Hub) and callable(app):
+        if _is_asgi_app(app):
+            raise ConfigError(
+                f"{target} is an ASGI application ({type(app).__name__}), not a wirehub.Hub:"
+                f" serve it with uvicorn, the hub mounted in it (docs/frameworks.md),"
+                f" or give wirehub serve the Hub"
+            )
         if _needs_arguments(app):
             raise ConfigError(f"{target} needs arguments: give a Hub, or a function taking none")
         app = app()
     if not isinstance(app, Hub):
         raise ConfigError(f"{target} is a {type(app).__name__}, not a wirehub.Hub")
     return app
+
+
+def _is_asgi_app(app: Any) -> bool:
+    try:
+        names = list(inspect.signature(app).parameters)
+    except (TypeError, ValueError):
+        return False
+    return names == ["scope", "receive", "send"]
 
 
 def _needs_arguments(factory: Any) -> bool:
