@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tests.conftest import UNIT, connect, raw_websocket, read_frame, serve
+from tests.conftest import UNIT, connect, read_frame, serve
 from tests.hub.wire import WireClient
+from tests.server.test_bounds import narrow
 from wirehub import Hub, Limits, Timeouts, WebSocket, broadcast
-from wirehub.server.connection import Connection
 
 COUNT, SIZE = 1500, 4096  # 6 MB: far more than the (shrunk) socket buffers hold
 WINDOW = 32  # the publisher stays this many messages ahead of the slowest reading client
@@ -19,14 +17,6 @@ WINDOW = 32  # the publisher stays this many messages ahead of the slowest readi
 
 def _limits(max_buffered: int) -> Limits:
     return Limits(max_buffered=max_buffered, write_buffer_high=32 * 1024, write_buffer_low=8192)
-
-
-def _shrink_buffers(writer: asyncio.StreamWriter, server_side: Connection) -> None:
-    """Small kernel buffers on both ends, so not reading shows up in the server at once."""
-    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    assert server_side.transport is not None
-    sock = server_side.transport.get_extra_info("socket")
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
 
 
 async def _close_code_or_eof(reader: asyncio.StreamReader) -> int | None:
@@ -81,11 +71,11 @@ async def test_slow_reader_is_disconnected_others_get_everything() -> None:
     async def join(peer: Any, request: Any) -> None:
         await peer.join("feed")
 
-    async with serve(hub) as s, raw_websocket(s.port, "/ws") as (reader, writer):
-        _, welcome = await read_frame(reader)
-        peer_id = json.loads(welcome)["peer"]
-        slow = next(c for c in s.server.connections if getattr(c.session, "id", None) == peer_id)
-        _shrink_buffers(writer, slow)
+    # Small kernel buffers from the start: shrunk on a live connection, they make the
+    # kernel drop segments already in flight, and its retransmissions back off for
+    # seconds (the test then waited on TCP, not on the server).
+    async with serve(hub) as s, narrow(s, "/ws") as (reader, _, slow):
+        await read_frame(reader)  # the welcome
         fast = [await WireClient.open(s.ws("/ws"), compression=None) for _ in range(3)]
         paced = Paced(len(fast))
         buffered: list[int] = []
@@ -130,18 +120,11 @@ async def test_plain_broadcast_reaches_readers_and_cuts_slow_clients() -> None:
 
     async with (
         serve(hub) as s,
-        raw_websocket(s.port, "/room") as (slow_reader, slow_writer),
+        narrow(s, "/room") as (slow_reader, _, _),
         connect(s.ws("/room"), compression=None) as a,
         connect(s.ws("/room"), compression=None) as b,
     ):
         await asyncio.wait_for(joined.wait(), UNIT)
-        sockname = slow_writer.get_extra_info("sockname")
-        [slow] = [
-            c
-            for c in s.server.connections
-            if c.transport and c.transport.get_extra_info("peername") == sockname
-        ]
-        _shrink_buffers(slow_writer, slow)
         paced = Paced(2)
 
         async def receive(ws: Any) -> int:

@@ -208,7 +208,8 @@ class WebSocket:
 
 
 def broadcast(connections: Iterable[WebSocket], message: Message) -> int:
-    """Send ``message`` to every open connection; return how many it was sent to.
+    """Send ``message`` to every open connection (not closing); return how many it was
+    sent to.
 
     The frame is built once and written to each connection (uncompressed,
     which every client accepts). It never waits: a connection with more than
@@ -222,9 +223,9 @@ def broadcast(connections: Iterable[WebSocket], message: Message) -> int:
         deflated = encode_deflated_frame(payload, text)
     sent = 0
     for ws in connections:
-        if ws.close_code is not None:
-            continue
         transport = ws._transport
+        if ws.close_code is not None or transport.closing:  # a closing one takes no more
+            continue
         if transport.writing_paused and transport.buffered > ws._max_buffered:
             logger.warning("broadcast: a client is not reading; closing it with 4008")
             transport.close(CloseCode.SLOW_CONSUMER, "slow consumer: not reading fast enough")
