@@ -10,8 +10,10 @@ fills the hole, or the client reports a ``Gap`` before any later event.
 While a join is in flight the room's events are held too, because a replay
 may interleave with live events and repeat some; the ack releases them in
 offset order. A server ``gap`` notice moves the position forward after
-reporting the gap. Every method returns what to hand to the application
-now, in order: the caller's items and ``Gap`` reports.
+reporting the gap. A ``skip`` marker (an event sent with ``exclude`` naming
+this client) is checked like an event and delivers nothing. Every method
+returns what to hand to the application now, in order: the caller's items
+and ``Gap`` reports.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ T = TypeVar("T")
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Entry(Generic[T]):
-    """A held room event, or (``item`` None) a server gap notice with its reason."""
+    """A held room event; with ``item`` None, a ``skip`` marker, or a server gap notice
+    (``notice``: its reason). Events and markers take their offset; notices do not."""
 
     position: Position
     item: T | None
-    notice: str = ""
+    notice: str | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -79,6 +82,11 @@ class Streams(Generic[T]):
         """A server ``gap`` notice: events up to ``position`` may be missing."""
         return self._arrive(room, _Entry(position, None, reason))
 
+    def skip(self, room: str, position: Position) -> list[T | Gap]:
+        """A ``skip`` marker: the event at ``position`` excluded this client. Checked as
+        an event (old, next or past a hole); nothing of it reaches the application."""
+        return self._arrive(room, _Entry(position, None))
+
     def joined(self, room: str, position: Position, recovered: bool | None = None) -> list[T | Gap]:
         """The join of ``room`` was acknowledged at ``position`` (the room's latest).
 
@@ -97,9 +105,7 @@ class Streams(Generic[T]):
         out: list[T | Gap]
         if last is None:  # a first join: what came up to the ack, in order; no promise
             out = _up_to(entries, 0, position)
-        elif recovered:
-            # Replayed up to the ack (an event sent with ``exclude`` is not
-            # replayed to its sender, so a skipped offset there is no hole).
+        elif recovered:  # replayed up to the ack, as the server promises
             out = _up_to(entries, last.offset if last.epoch == position.epoch else 0, position)
         elif recovered is None and cause is None:
             # A join of a room already joined on this connection: nothing was
@@ -158,7 +164,7 @@ class Streams(Generic[T]):
             if step == "next":
                 if entry.item is not None:
                     out.append(entry.item)
-                else:
+                elif entry.notice is not None:
                     out.append(Gap(room, "server", last, entry.position, entry.notice))
             elif step == "hole":
                 assert last is not None
@@ -181,9 +187,9 @@ class Streams(Generic[T]):
         at = entry.position
         if last is not None and not _before(last, at):
             return "old"
-        if entry.item is not None and last is not None and not _follows(at, last):
+        if entry.notice is None and last is not None and not _follows(at, last):
             return "hole"
-        self._positions[room] = at  # the next event, a first one, or a notice ahead
+        self._positions[room] = at  # the next event or marker, a first one, or a notice ahead
         return "next"
 
     def _rebase(
@@ -196,10 +202,10 @@ class Streams(Generic[T]):
     ) -> list[T | Gap]:
         """The join's answer did not recover (or had no ``since``): the gap, then the events
         that lead up to the ack's position without a hole (the rest of the gap is dropped)."""
-        offsets = {
+        offsets = {  # events and markers: both take their offset
             e.position.offset: e.item
             for e in entries
-            if e.item is not None and e.position.epoch == ack.epoch
+            if e.notice is None and e.position.epoch == ack.epoch
         }
         floor = last.offset if last.epoch == ack.epoch else 0
         start = ack.offset
@@ -210,7 +216,7 @@ class Streams(Generic[T]):
         if continues != last:
             reason = "jump" if ack.epoch == last.epoch else "epoch"
             out.append(Gap(room, "recovery" if cause == "recovery" else reason, last, continues))
-        out += [offsets[n] for n in range(start + 1, ack.offset + 1)]
+        out += [item for n in range(start + 1, ack.offset + 1) if (item := offsets[n]) is not None]
         return out
 
     def _ordered_from(self, room: str, entries: list[_Entry[T]]) -> list[_Entry[T]]:
@@ -244,5 +250,5 @@ def _ordered(entries: list[_Entry[T]], epoch: str | None) -> list[_Entry[T]]:
     for entry in entries:
         rank.setdefault(entry.position.epoch, len(rank))
     return sorted(
-        entries, key=lambda e: (rank[e.position.epoch], e.position.offset, e.item is None)
+        entries, key=lambda e: (rank[e.position.epoch], e.position.offset, e.notice is not None)
     )

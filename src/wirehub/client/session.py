@@ -114,6 +114,9 @@ class Session:
         elif type(message) is wire.Gap:
             position = wire.Position(message.epoch, message.offset)
             self.deliver(self.streams.notice(message.room, position, message.reason))
+        elif type(message) is wire.Skip:
+            position = wire.Position(message.epoch, message.offset)
+            self.deliver(self.streams.skip(message.room, position))
         elif type(message) is wire.Refresh:
             if self.on_refresh is not None:
                 self.on_refresh(message.expires_in)

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 from wirehub.codes import CloseCode
 from wirehub.config import Limits
 from wirehub.hub.transport import Transport
-from wirehub.protocol.messages import Position
+from wirehub.protocol.messages import Position, Skip, encode
 from wirehub.protocol.websocket import (
     COMPRESSION_THRESHOLD,
     encode_deflated_frame,
@@ -103,6 +103,7 @@ class Fanout:
         position: Position | None = None,
         *,
         volatile: bool = False,
+        room: str | None = None,
     ) -> None:
         """Send ``payload`` to every receiver but ``exclude`` (a member id).
 
@@ -112,6 +113,9 @@ class Fanout:
         ``volatile`` message skips a receiver that is behind (its unsent
         bytes above ``limits.write_buffer_high``): a newer one will follow, so
         queueing it would only delay that one (a game's snapshot, a cursor).
+        When the message is ``room``'s event at ``position``, ``exclude`` gets
+        a ``skip`` marker in its place, by the same path (PROTOCOL.md §7): its
+        client's position moves on without a hole.
         """
         frame = encode_frame(payload, text)
         deflated = frame
@@ -120,9 +124,12 @@ class Fanout:
         sent = 0
         for member in receivers:  # the hot loop: attribute reads and one call per receiver
             transport = member.transport
-            if (
-                transport.writing_paused and (volatile or self.behind(member, transport))
-            ) or member.id == exclude:
+            if member.id == exclude:
+                if room is not None and position is not None:  # built once: ids are unique
+                    marker = encode(Skip(room, position.epoch, position.offset))
+                    self.send((member,), marker, True, None, holds, position)
+                continue
+            if transport.writing_paused and (volatile or self.behind(member, transport)):
                 continue
             if holds and member in holds:
                 holds[member].append((position, payload, text))

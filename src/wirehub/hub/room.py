@@ -100,6 +100,7 @@ class Room:
             self.holds,
             publication.position,
             volatile=publication.volatile,
+            room=self.name,
         )
 
     def gap(self, position: wire.Position, reason: str) -> None:
@@ -409,14 +410,16 @@ class Rooms:
                 held = held[after:]
             elif last != start:
                 replay, recovered = [], False  # not adjacent to what was held: never reorder
-        for publication in replay:
-            if publication.exclude == member.id:
-                continue  # its sender did not get it live either (its client expects that)
-            member.send(
-                *wire.event_message(
-                    publication.body, publication.binary, room.name, publication.position
-                )
-            )
+        # A reconnected client's old peer id (``last_peer``) is the same client: an event
+        # that excluded it is a ``skip`` for it too, as it would have been live.
+        excluded = {member.id, member.transport.request.query.get("last_peer")}
+        for p in replay:
+            at = p.position
+            assert at is not None
+            if p.exclude is not None and p.exclude in excluded:
+                member.send(wire.encode(wire.Skip(room.name, at.epoch, at.offset)), True)
+            else:
+                member.send(*wire.event_message(p.body, p.binary, room.name, at))
         for _, payload, text in held:
             member.send(payload, text)
         return recovered or since is None

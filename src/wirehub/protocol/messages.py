@@ -7,7 +7,8 @@ big-endian length N, N bytes of the JSON header (the same message without
 
 Client → server: ``emit``, ``join``, ``leave``, ``ping``, ``auth``, and ``ack``/``error``
 answering an ``event`` the server sent with an ``id`` (a call).
-Server → client: ``welcome``, ``event``, ``ack``, ``error``, ``presence``, ``refresh``, ``gap``.
+Server → client: ``welcome``, ``event``, ``ack``, ``error``, ``presence``, ``refresh``, ``gap``,
+``skip``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "Position",
     "Refresh",
     "ServerMessage",
+    "Skip",
     "decode_client",
     "decode_server",
     "encode",
@@ -191,7 +193,16 @@ class Gap(msgspec.Struct, tag="gap", tag_field="type"):
     reason: str = ""
 
 
-ServerMessage = Welcome | Event | Ack | Error | Presence | Refresh | Gap
+class Skip(msgspec.Struct, tag="skip", tag_field="type"):
+    """The event at ``(epoch, offset)`` of ``room`` was sent with ``exclude`` naming this
+    client: its position takes it, its application gets nothing (PROTOCOL.md §7)."""
+
+    room: str
+    epoch: str
+    offset: int
+
+
+ServerMessage = Welcome | Event | Ack | Error | Presence | Refresh | Gap | Skip
 
 
 def _enc_hook(obj: Any) -> Any:

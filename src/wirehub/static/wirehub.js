@@ -501,6 +501,8 @@ class Client {
         return this._refreshToken(message.expires_in);
       case "gap":
         return this._arrive(message.room, { pos: { epoch: message.epoch, offset: message.offset }, notice: message.reason || "" });
+      case "skip": // an event that excluded us: it takes its offset, the page gets nothing
+        return this._arrive(message.room, { pos: { epoch: message.epoch, offset: message.offset }, skip: true });
       default:
         return undefined; // PROTOCOL.md §11: ignore message types we do not know
     }
@@ -554,7 +556,8 @@ class Client {
   }
 
   // -- room streams (PROTOCOL.md §7) ---------------------------------------------
-  // Entries are room events {pos, meta, data} or server gap notices {pos, notice}.
+  // Entries are room events {pos, meta, data}, skip markers {pos, skip} (checked like
+  // events, delivered as nothing) or server gap notices {pos, notice}.
 
   _arrive(room, entry) {
     const held = this._held.get(room);
@@ -565,10 +568,10 @@ class Client {
   /** Process entries in order; at a hole: re-join (recover true), report (false) or stop (null). */
   _walk(room, entries, recover) {
     for (let i = 0; i < entries.length; i++) {
-      const { pos, meta, data, notice } = entries[i];
+      const { pos, meta, data, notice, skip } = entries[i];
       const last = this._positions.get(room) || null;
       if (last && !after(last, pos)) continue; // a duplicate, or a notice we are past
-      if (meta && last && !(last.epoch === pos.epoch && pos.offset === last.offset + 1)) {
+      if ((meta || skip) && last && !(last.epoch === pos.epoch && pos.offset === last.offset + 1)) {
         const reason = last.epoch === pos.epoch ? "jump" : "epoch";
         if (recover === null) return;
         if (recover) {
@@ -581,7 +584,7 @@ class Client {
       }
       this._positions.set(room, pos);
       if (meta) this._deliver(meta, data);
-      else this._gap(room, "server", last, pos, notice);
+      else if (!skip) this._gap(room, "server", last, pos, notice);
     }
   }
 
@@ -620,14 +623,17 @@ class Client {
   /** Not recovered: the gap, then the held events that lead up to the ack without a hole. */
   _rebase(room, entries, last, ack, cause) {
     const kept = new Map();
-    for (const e of entries) if (e.meta && e.pos.epoch === ack.epoch) kept.set(e.pos.offset, e);
+    for (const e of entries) if ((e.meta || e.skip) && e.pos.epoch === ack.epoch) kept.set(e.pos.offset, e);
     let start = ack.offset;
     while (start > (last.epoch === ack.epoch ? last.offset : 0) && kept.has(start)) start--;
     if (last.epoch !== ack.epoch || last.offset !== start) {
       const reason = cause === "recovery" ? cause : last.epoch === ack.epoch ? "jump" : "epoch";
       this._gap(room, reason, last, { epoch: ack.epoch, offset: start });
     }
-    for (let n = start + 1; n <= ack.offset; n++) this._deliver(kept.get(n).meta, kept.get(n).data);
+    for (let n = start + 1; n <= ack.offset; n++) {
+      const { meta, data } = kept.get(n);
+      if (meta) this._deliver(meta, data);
+    }
   }
 
   /** Stop holding `room` (its join failed, or the connection dropped: `stop`). */
@@ -894,7 +900,7 @@ function ordered(entries, epoch) {
   const rank = new Map([[epoch, 0]]);
   for (const e of entries) if (!rank.has(e.pos.epoch)) rank.set(e.pos.epoch, rank.size);
   return [...entries].sort((a, b) => rank.get(a.pos.epoch) - rank.get(b.pos.epoch) ||
-    a.pos.offset - b.pos.offset || !a.meta - !b.meta);
+    a.pos.offset - b.pos.offset || (a.notice !== undefined) - (b.notice !== undefined));
 }
 
 /** A Client of the event endpoint at `url` (relative to the page is fine); it connects at once. */
