@@ -38,10 +38,13 @@ class ScriptedRoom:
             hub.add_route("/", lambda request: Response.text(page, content_type="text/html"))
         return hub
 
-    async def publish(self, data: Any, *, live: bool = True) -> None:
-        """The room's next event: kept, and sent to the clients unless ``live`` is False."""
+    async def publish(self, data: Any, *, live: bool = True, skip: bool = False) -> None:
+        """The room's next event: kept, and sent to the clients unless ``live`` is False.
+        ``skip``: an event that excluded the clients, which get a ``skip`` marker instead."""
         self.offset += 1
         event = {"type": "event", "event": "said", "data": data, "room": "news"}
+        if skip:
+            event = {"type": "skip", "room": "news"}
         event |= {"epoch": self.epoch, "offset": self.offset}
         self.kept = [*self.kept, event][-self.keep :]
         if live:

@@ -155,22 +155,67 @@ async def test_a_reconnection_that_cannot_recover_reports_a_gap(node: Any) -> No
         assert log.seen == [("gap", gap), ("said", "live")]
 
 
-async def test_an_excluded_event_is_no_gap_for_its_sender() -> None:
-    """A room emit that excludes the sender leaves a skipped offset the re-join explains."""
-    hub = room_hub(MemoryBroker())
+class Recoveries(MemoryBroker):
+    """Counts the history reads of joins with ``since`` (re-joins), beside the room's start."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reads = 0
+
+    async def history(self, room: str, since: Position | None, limit: int) -> Any:
+        self.reads += since is not None
+        return await super().history(room, since, limit)
+
+
+def shouting_hub(broker: MemoryBroker) -> Hub:
+    """``room_hub`` with ``shout``: an event to ``news`` for everyone but the caller."""
+    hub = room_hub(broker)
 
     @hub.on("shout")
     async def shout(peer: Peer, text: str) -> None:
         await hub.to("news").emit("said", text, exclude=peer)
 
+    return hub
+
+
+async def test_an_excluded_event_is_a_skip_for_its_sender_even_without_history() -> None:
+    """The sender's ``skip`` moves its position: no re-join, no history read, and no false
+    gap with ``history_size=0`` (where a re-join could not recover)."""
+    broker = Recoveries(history_size=0)
+    hub = shouting_hub(broker)
     async with serve(hub) as served, connect(served.ws("/ws")) as client:
         log = Log(client)
+        offsets = Inbox()
+        client.on("said", lambda data, info: offsets.put(info.offset))
         await client.join("news")
-        await client.call("shout", "mine")
-        await hub.to("news").emit("said", "theirs")
+        for n in range(3):
+            await client.call("shout", f"mine {n}")
+            await hub.to("news").emit("said", f"theirs {n}")
+            assert await offsets.get() == 2 * n + 2
         await settle(client)
+        assert log.seen == [("said", f"theirs {n}") for n in range(3)]
+        assert broker.reads == 0
+
+
+async def test_a_reconnection_replays_the_old_peers_exclusions_as_skips(node: Any) -> None:
+    """An event that excluded the lost connection's peer is a ``skip`` in the re-join's
+    replay (the client names that peer in ``last_peer``): not delivered, not a gap."""
+    hub = shouting_hub(MemoryBroker())
+    server: Node = await node(hub)
+    async with Client(server.url, reconnect=FAST) as client:
+        log = Log(client)
+        reconnected = Inbox()
+        client.on("reconnect", reconnected.put)
+        await client.join("news")
+        assert client.welcome is not None
+        old = client.welcome.peer
+        await server.stop()
+        await hub.to("news").emit("said", "to the others", exclude=old)
+        await hub.to("news").emit("said", "to all")
+        await server.start()
+        assert (await reconnected.get()).recovered == {"news": True}
         await settle(client)
-        assert log.seen == [("said", "theirs")]
+        assert log.seen == [("said", "to all")]
 
 
 async def test_events_sent_before_the_welcome_are_handled_after_it() -> None:

@@ -3,7 +3,8 @@
 A hub's node never lets its clients see such a stream (tests/client/test_gaps.py
 has the gaps it announces itself); ``ScriptedRoom`` sends one on purpose, so
 the client's re-join with ``since`` and its ``jump`` and ``epoch`` gaps are
-tested over real sockets.
+tested over real sockets, and so are ``skip`` markers: checked like events,
+delivered as nothing.
 """
 
 from __future__ import annotations
@@ -87,3 +88,49 @@ async def test_without_recover_a_jump_is_reported_at_once() -> None:
         await client.ping()
         assert log.seen == [("gap", gap), ("said", 2)]
         assert [join.get("since") for join in room.joins] == [None]
+
+
+async def test_a_skip_takes_its_offset_and_delivers_nothing() -> None:
+    """A ``skip`` between two events: both are delivered, no gap, no re-join."""
+    room = ScriptedRoom()
+    async with joined(room) as (client, log):
+        await room.publish(1)
+        await room.publish(2, skip=True)
+        await room.publish(3)
+        await client.ping()
+        assert log.seen == [("said", 1), ("said", 3)]
+        assert [join.get("since") for join in room.joins] == [None]
+
+
+async def test_a_skip_past_a_hole_rejoins_and_is_replayed_like_an_event() -> None:
+    """Offset 2 never came, the ``skip`` at 3 shows the hole: the re-join replays 2 and the
+    ``skip`` again (dropped as a duplicate); the stream goes on at 4, without a gap."""
+    room = ScriptedRoom()
+    async with joined(room) as (client, log):
+        said = Inbox()
+        client.on("said", said.put)
+        await room.publish(1)
+        await room.publish(2, live=False)
+        await room.publish(3, skip=True)
+        assert [await said.get() for _ in range(2)] == [1, 2]
+        await room.publish(4)
+        assert await said.get() == 4
+        await client.ping()
+        assert log.seen == [("said", 1), ("said", 2), ("said", 4)]
+        assert room.joins[-1]["since"] == {"epoch": "E1", "offset": 1}
+
+
+async def test_a_skip_at_the_ack_is_no_missing_event() -> None:
+    """A re-join that cannot recover, with the ``skip`` at the ack's offset held: the gap
+    ends before it (only offsets 2 to 4 may be missing)."""
+    room = ScriptedRoom(keep=2)
+    async with joined(room) as (client, log):
+        await room.publish(1)
+        for n in (2, 3, 4):
+            await room.publish(n, live=False)
+        await room.publish(5, skip=True)
+        gap = await log.gaps.get()
+        assert gap == Gap("news", "jump", Position("E1", 1), Position("E1", 4))
+        await room.publish(6)
+        await client.ping()
+        assert log.seen == [("said", 1), ("gap", gap), ("said", 6)]
