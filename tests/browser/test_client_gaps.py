@@ -1,4 +1,4 @@
-"""wirehub.js verifies room streams in Chromium: notices, recovery gaps, jumps, epochs.
+"""wirehub.js verifies room streams in Chromium: notices, recovery gaps, jumps, epochs, skips.
 
 The gap sources of tests/client/test_gaps.py and test_stream_checks.py, on
 the same paths (a broker losing live deliveries, which the node fills or
@@ -98,8 +98,9 @@ async def test_lost_deliveries_are_filled_or_announced_before_later_events(
 
 
 async def test_a_server_notice_and_an_excluded_event(pages: Pages, serve_hub: Serve) -> None:
-    """A ``gap`` notice is a ``server`` gap where it arrives; an event excluding us is none."""
-    site = await serve_hub(room_hub(MemoryBroker()))
+    """A ``gap`` notice is a ``server`` gap where it arrives; an event excluding us is a
+    ``skip``, no gap even where history keeps nothing (a re-join could not recover it)."""
+    site = await serve_hub(room_hub(MemoryBroker(history_size=0)))
     page, epoch = await joined(pages, site)
     await page.evaluate("() => hub.call('shout', 'mine')")  # offset 1, not for this client
     await site.emit("said", 2, room="news")
@@ -209,4 +210,30 @@ async def test_the_page_checks_offsets_itself(pages: Pages, serve_hub: Serve) ->
         {"epoch": "E1", "offset": 1},
         {"epoch": "E1", "offset": 3},
         {"epoch": "E1", "offset": 8},
+    ]
+
+
+async def test_the_page_checks_skips_like_events(pages: Pages, serve_hub: Serve) -> None:
+    """A ``skip`` takes its offset without a re-join; one past a hole re-joins, and is
+    replayed and dropped as a duplicate; one at a non-recovered ack ends the gap before it."""
+    room = ScriptedRoom(keep=2)
+    site = await serve_hub(room.hub(PAGE))
+    page, _ = await joined(pages, site)
+    await room.publish(1)
+    await room.publish(2, skip=True)
+    await room.publish(3)
+    await room.publish(4, live=False)
+    await room.publish(5, skip=True)  # the re-join replays 4 and this skip
+    assert await logged(page, 3) == [["said", n] for n in (1, 3, 4)]
+    await room.publish(6)
+    for n in (7, 8, 9):
+        await room.publish(n, live=False)
+    await room.publish(10, skip=True)  # history keeps 9 and this skip: not recovered
+    assert (await logged(page, 5))[3:] == [["said", 6], gap("jump", ("E1", 6), ("E1", 9))]
+    await room.publish(11)
+    assert (await logged(page, 6))[5:] == [["said", 11]]
+    assert [join.get("since") for join in room.joins] == [
+        None,
+        {"epoch": "E1", "offset": 3},
+        {"epoch": "E1", "offset": 6},
     ]
