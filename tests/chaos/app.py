@@ -2,7 +2,8 @@
 
 Members join a room (by a ``join`` request, or in the connect handler when
 the URL says ``?join=ROOM``); one sequential publisher calls ``publish``,
-whose acknowledgement carries the event's position; ``ballast`` fills one
+whose acknowledgement carries the event's position (some publications
+exclude one member, whose client gets a ``skip``); ``ballast`` fills one
 peer's buffers with direct messages; ``whoami`` names the serving process.
 The broker and its limits come from the environment (``WIREHUB_CHAOS_*``,
 set by the tests): an app may read it, the library never does.
@@ -22,10 +23,11 @@ from wirehub.brokers.memory import MemoryBroker
 
 
 class Tick(msgspec.Struct):
-    """One publication: its room and its sequence number."""
+    """One publication: its room, its sequence number, and the peer id it excludes."""
 
     room: str
     seq: int
+    exclude: str | None = None
 
 
 class Ballast(msgspec.Struct):
@@ -73,7 +75,7 @@ def make_hub() -> Hub:
 
     @hub.on("publish")
     async def publish(peer: Peer, tick: Tick) -> dict[str, Any] | None:
-        position = await hub.to(tick.room).emit("tick", {"seq": tick.seq})
+        position = await hub.to(tick.room).emit("tick", {"seq": tick.seq}, exclude=tick.exclude)
         return None if position is None else {"epoch": position.epoch, "offset": position.offset}
 
     @hub.on("ballast")

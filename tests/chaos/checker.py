@@ -20,7 +20,8 @@ the same rules of no duplicates and no disorder.
 
 *Expected* events of a member are the acknowledged ones after it became a
 member: the publish started after the member's join was acknowledged, or the
-event's position follows the join's position in the same epoch.
+event's position follows the join's position in the same epoch — except those
+sent with ``exclude`` naming it (its client gets a ``skip`` marker instead).
 
 *Order*: the publisher is sequential, so an acknowledged event precedes, in
 its room's stream, every publication started after it (a larger ``seq``); a
@@ -78,6 +79,7 @@ class Publication:
     outcome: Outcome
     position: Pos | None  # from the ack (None: no position given, or not acked)
     started: float  # time.monotonic() when the call was sent
+    excluded: str | None = None  # the member it was sent with ``exclude`` for, by name
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -163,7 +165,7 @@ def judge_member(publications: Sequence[Publication], member: Member) -> Verdict
 
 
 def _expected(publication: Publication, member: Member) -> bool:
-    if publication.outcome is not Outcome.ACKED:
+    if publication.outcome is not Outcome.ACKED or publication.excluded == member.name:
         return False
     if publication.started >= member.joined_at:
         return True

@@ -2,7 +2,8 @@
 
 A run connects ``MEMBERS`` auto-reconnecting ``wirehub.Client``\\ s to the
 nodes (half join with a ``join`` request, half through the connect handler),
-starts the publisher at ``RATE`` acknowledged events per second, waits until
+starts the publisher at ``RATE`` acknowledged events per second (every
+``EXCLUDE``-th one sent with ``exclude`` naming a member in turn), waits until
 every member hears it, lets the test inject its fault, waits until every
 member hears events published after the fault, stops the publisher, waits
 for the last event everywhere, and hands every member's log to the checker
@@ -30,6 +31,7 @@ from wirehub.exceptions import CallError, CallTimeout, ConnectionClosed
 from wirehub.protocol.messages import Position
 
 __all__ = [
+    "EXCLUDE",
     "MEMBERS",
     "RATE",
     "RESULTS",
@@ -47,6 +49,7 @@ __all__ = [
 ROOM = "chaos"
 MEMBERS = 20
 RATE = 250  # publications per second, one at a time
+EXCLUDE = 3  # every third publication excludes one member (the members in turn)
 TIMEOUT = 0.5 * UNIT  # the nodes' Redis command timeout (WIREHUB_CHAOS_TIMEOUT)
 WAIT = 10 * UNIT  # the longest any condition may take to come true
 WARM = 25  # events every member must hear before the fault
@@ -175,6 +178,8 @@ class Publisher:
     def __init__(self, url: str, *, rate: float = RATE) -> None:
         self.rate = rate
         self.publications: list[checker.Publication] = []
+        self.exclude: Callable[[int], tuple[str, str] | None] = lambda seq: None
+        """For a seq: the member to exclude, by name and current peer id (None: nobody)."""
         self.client = Client(
             url,
             reconnect=PUBLISHER_RECONNECT,
@@ -193,8 +198,13 @@ class Publisher:
     def attempts(self) -> int:
         return len(self.publications)
 
-    def last_acked(self) -> int:
-        acked = [p.seq for p in self.publications if p.outcome is Outcome.ACKED]
+    def last_acked(self, member: str | None = None) -> int:
+        """The last acknowledged seq (of those that did not exclude ``member``)."""
+        acked = [
+            p.seq
+            for p in self.publications
+            if p.outcome is Outcome.ACKED and (member is None or p.excluded != member)
+        ]
         return acked[-1] if acked else 0
 
     async def start(self) -> None:
@@ -248,7 +258,10 @@ class Publisher:
 
     async def _publish(self, seq: int) -> checker.Publication:
         started = time.monotonic()
-        data = {"room": ROOM, "seq": seq}
+        data: dict[str, Any] = {"room": ROOM, "seq": seq}
+        excluded = self.exclude(seq)
+        if excluded is not None:
+            data["exclude"] = excluded[1]
         position = None
         try:
             ack = await self.client.call("publish", data)
@@ -260,7 +273,8 @@ class Publisher:
             outcome = Outcome.ACKED
             if ack is not None:
                 position = Pos(str(ack["epoch"]), int(ack["offset"]))
-        return checker.Publication(seq, outcome, position, started)
+        name = None if excluded is None else excluded[0]
+        return checker.Publication(seq, outcome, position, started, name)
 
 
 class Run:
@@ -287,6 +301,7 @@ class Run:
             for i, url in enumerate(member_urls)
         ]
         self.late = [self.members[i] for i in late]
+        self.publisher.exclude = self._excluded
         self.began = 0.0
         self.waits: list[str] = []  # members that did not catch up in time
 
@@ -321,15 +336,27 @@ class Run:
         await self.publisher.published(AFTER)
         await self._all_reach(self.members, mark + AFTER)
         await self.publisher.stop()
-        await self._all_reach(self.members, self.publisher.last_acked())
+        await self._all_reach(self.members)
 
-    async def _all_reach(self, members: list[Member], seq: int) -> None:
+    def _excluded(self, seq: int) -> tuple[str, str] | None:
+        if seq % EXCLUDE:
+            return None
+        member = self.members[seq // EXCLUDE % len(self.members)]
+        welcome = member.client.welcome  # None before a late member connects
+        return None if welcome is None else (member.record.name, welcome.peer)
+
+    async def _all_reach(self, members: list[Member], seq: int | None = None) -> None:
+        """Wait until each member heard event ``seq`` (None: the last acknowledged one it
+        is owed, once the publisher stopped) or a later one."""
+        targets = {
+            m: self.publisher.last_acked(m.record.name) if seq is None else seq for m in members
+        }
         try:
             async with asyncio.timeout(WAIT):
-                await asyncio.gather(*(m.reached(seq) for m in members))
+                await asyncio.gather(*(m.reached(targets[m]) for m in members))
         except TimeoutError:
-            behind = [m.record.name for m in members if m.highest < seq]
-            self.waits.append(f"{', '.join(behind)} never reached event {seq}")
+            behind = [f"{m.record.name} ({targets[m]})" for m in members if m.highest < targets[m]]
+            self.waits.append(f"{', '.join(behind)} never reached their event")
 
     def judge(self) -> Result:
         """Judge every member; record and return the table row."""

@@ -53,6 +53,12 @@ def test_everything_delivered_once_in_order() -> None:
     assert counts(judge_member(pubs, member(*got(pubs, 1, 2, 3, 4)))) == (4, 0, 0, 0, 0)
 
 
+def test_an_event_that_excluded_the_member_is_not_owed_to_it() -> None:
+    pubs = stream("aaa")
+    pubs[1] = Publication(2, ACKED, pubs[1].position, 2.0, excluded="m")
+    assert counts(judge_member(pubs, member(*got(pubs, 1, 3)))) == (2, 0, 0, 0, 0)
+
+
 def test_a_missing_event_is_silent() -> None:
     pubs = stream("aaaa")
     verdict = judge_member(pubs, member(*got(pubs, 1, 2, 4)))

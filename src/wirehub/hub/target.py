@@ -36,7 +36,9 @@ class Target:
         """Send ``event`` with ``data`` (JSON-able, or bytes) to the target.
 
         ``exclude`` (a Peer or a peer id) does not receive it: broadcast
-        without the sender. The data is encoded once for all receivers.
+        without the sender (in a room, its client gets a ``skip`` marker at
+        the event's position instead: PROTOCOL.md §7). The data is encoded
+        once for all receivers.
         ``volatile`` room events get no position and are not kept in history,
         so they are not recovered after a reconnect and push nothing out of
         the history, and a receiver that is behind (its write buffer above
