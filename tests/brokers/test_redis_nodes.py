@@ -26,7 +26,8 @@ async def nodes(
 
 
 async def test_room_broadcast_crosses_nodes_without_the_sender(redis_url: str, prefix: str) -> None:
-    """A room emit from a peer on node B reaches the room on node A and B, but not the sender."""
+    """A room emit from a peer on node B reaches the room on node A and B; the sender gets
+    its ``skip`` at the event's position instead (PROTOCOL.md §7)."""
     async with (
         nodes(redis_url, prefix) as (a, b),
         await WireClient.open(a.ws("/ws")) as on_a,
@@ -34,13 +35,16 @@ async def test_room_broadcast_crosses_nodes_without_the_sender(redis_url: str, p
         await WireClient.open(b.ws("/ws")) as on_b,
         await WireClient.open(b.ws("/ws")) as sender,
     ):
-        assert (await sender.call("say", "hi"))["data"] is True
+        answer, skip = await sender.call_excluded("say", "hi")
+        assert answer["data"] is True
         for client in (on_a, also_on_a, on_b):
             message = await client.recv()
             assert (message["event"], message["data"], message["room"]) == ("said", "hi", "lobby")
             assert message["offset"] == 1
+        assert skip == {"type": "skip", "room": "lobby", "epoch": message["epoch"], "offset": 1}
         await expect_nothing(sender)
-        assert (await on_a.call("say", "back"))["data"] is True
+        answer, skip = await on_a.call_excluded("say", "back")
+        assert answer["data"] is True and skip is not None and skip["offset"] == 2
         for client in (also_on_a, on_b, sender):
             assert (await client.recv())["data"] == "back"
         await expect_nothing(on_a)

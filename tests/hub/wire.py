@@ -38,6 +38,24 @@ class Requests(abc.ABC):
     async def call(self, event: str, data: Any = None) -> dict[str, Any]:
         return await self.request({"type": "emit", "event": event, "data": data})
 
+    async def call_excluded(
+        self, event: str, data: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Call ``event``, whose handler emits to a room with ``exclude`` naming this client:
+        its answer, and the ``skip`` this client gets for that event (before or after the
+        answer: through a broker like Redis, either may come first; None after an error)."""
+        self._next_id += 1
+        await self.send({"type": "emit", "event": event, "data": data, "id": self._next_id})
+        answer: dict[str, Any] | None = None
+        skip = None
+        while answer is None or (answer["type"] == "ack" and skip is None):
+            message = await self.recv()
+            if message["type"] == "skip":
+                skip = message
+            elif message["type"] in ("ack", "error") and message.get("id") == self._next_id:
+                answer = message
+        return answer, skip
+
     async def join(self, room: str, **extra: Any) -> dict[str, Any]:
         reply = await self.request({"type": "join", "room": room, **extra})
         assert reply["type"] == "ack", reply
