@@ -51,8 +51,8 @@ class Typing(msgspec.Struct):
 
 
 def nickname(value: str | None) -> str:
-    """A display name: trimmed, at most 32 characters, ``anonymous`` when empty."""
-    name = (value or "").strip()[:32]
+    """A display name: printable characters only, trimmed, at most 32, ``anonymous`` when empty."""
+    name = "".join(c for c in value or "" if c.isprintable()).strip()[:32]
     return name or "anonymous"
 
 

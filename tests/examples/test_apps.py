@@ -72,6 +72,14 @@ def test_game_full_arena_refuses_with_try_again_later() -> None:
     assert struct.unpack_from("<HffH", game.snapshot(), 14)[3] == 0xFFFF
 
 
+def test_chat_nicknames_are_printable() -> None:
+    """A name from the query string loses control and invisible format characters."""
+    nickname = load_example("chat").nickname
+    assert nickname("\x00ada\u200b\x1b[31m ") == "ada[31m"
+    assert nickname("\x00\x01") == nickname(None) == "anonymous"
+    assert nickname("😀" * 40) == "😀" * 32
+
+
 def test_editor_store_persists_and_compacts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
