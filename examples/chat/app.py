@@ -148,8 +148,9 @@ def create_hub(secret: str | None = None) -> Hub:
         await hub.to(msg.room).emit("typing", notice, exclude=peer, volatile=True)
 
     @hub.on("rooms")
-    def rooms(peer: Peer) -> dict[str, int]:
-        return {name: len(room) for name, room in sorted(hub.rooms.items())}
+    async def rooms(peer: Peer) -> dict[str, int]:
+        """Rooms and members on every worker and node (``hub.rooms`` is this process's)."""
+        return dict(sorted((await hub.room_sizes()).items()))
 
     hub.mount("/", STATIC)
     return hub

@@ -12,6 +12,7 @@ import pytest
 import wirehub
 from tests.browser.examples import load_example
 from tests.conftest import serve
+from wirehub.brokers.redis import RedisBroker
 from wirehub.codes import CloseCode, should_reconnect
 from wirehub.exceptions import ConnectionClosed
 
@@ -124,3 +125,20 @@ async def test_editor_refuses_a_bad_document_name_for_good(tmp_path: Path) -> No
     assert refused.value.code == CloseCode.POLICY_VIOLATION
     assert "document name" in refused.value.reason
     assert not should_reconnect(refused.value.code)
+
+
+async def test_chat_room_list_counts_members_on_every_node(redis_url: str, prefix: str) -> None:
+    """The chat's ``rooms`` counts the members of both nodes sharing Redis, not its own only."""
+    app = load_example("chat")
+    hubs = [app.create_hub(), app.create_hub()]
+    for hub in hubs:
+        hub.broker = RedisBroker(redis_url, prefix=prefix)
+    async with (
+        serve(hubs[0]) as a,
+        serve(hubs[1]) as b,
+        wirehub.connect(a.ws("/ws?name=ada")) as ada,
+        wirehub.connect(b.ws("/ws?name=bob")) as bob,
+    ):
+        await ada.join("lobby")
+        await bob.join("lobby")
+        assert await ada.call("rooms") == await bob.call("rooms") == {"lobby": 2}
