@@ -36,7 +36,7 @@ def cpu_rows(doc: dict[str, Any]) -> list[Row]:
     return [
         (
             w,
-            f"server µs/{unit.get(w, 'delivery')}: {w}",
+            f"server µs/{'client back' if 'storm' in w else unit.get(w, 'delivery')}: {w}",
             Metric("server_cpu_us_per_op", w, False, "{:,.1f}"),
         )
         for w in doc["workloads"]

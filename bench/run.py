@@ -25,6 +25,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +46,7 @@ from rich.progress import (  # noqa: E402
     TimeElapsedColumn,
 )
 
+from wirehub.loadgen.metrics import server_cpu_s  # noqa: E402
 from wirehub.loadgen.workloads import WORKLOADS  # noqa: E402
 
 SERVER_CORE, LOADGEN_CORE = 0, 1
@@ -87,7 +89,9 @@ def free_port(start: int) -> int:
     raise RuntimeError("no free port")
 
 
-def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float = 20.0) -> None:
+def wait_listening(
+    proc: subprocess.Popen[bytes], port: int, timeout: float = 20.0, interval: float = 0.05
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -96,7 +100,7 @@ def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float = 20
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
         except OSError:
-            time.sleep(0.05)
+            time.sleep(interval)
     raise RuntimeError(f"server not listening on {port} after {timeout}s")
 
 
@@ -129,17 +133,59 @@ def read_lines(proc: subprocess.Popen[bytes], deadline: float) -> Any:
     raise TimeoutError("load generator exceeded its time limit")
 
 
+class Supervised:
+    """A job's server process. With a ``pid_file`` (the reconnect storm's restart),
+    a server that exits is started again on the same port, and once it listens
+    its pid and CPU seconds so far are written there for the load generator."""
+
+    def __init__(self, cmd: list[str], port: int, log: IO[bytes], pid_file: Path | None) -> None:
+        self.cmd, self.port, self.log, self.pid_file = cmd, port, log, pid_file
+        self.proc = self._start()
+        self.stopping = False
+        self.restarts = 0
+        if pid_file is not None:
+            pid_file.unlink(missing_ok=True)
+            threading.Thread(target=self._watch, daemon=True).start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            pinned(SERVER_CORE, self.cmd), stdout=self.log, stderr=self.log, cwd=BENCH
+        )
+
+    def _watch(self) -> None:
+        assert self.pid_file is not None
+        while not self.stopping:
+            if self.proc.poll() is None:
+                time.sleep(0.002)
+                continue
+            self.proc = self._start()
+            self.restarts += 1
+            try:
+                wait_listening(self.proc, self.port, interval=0.002)
+            except RuntimeError:
+                return
+            staged = self.pid_file.with_suffix(".tmp")
+            staged.write_text(f"{self.proc.pid} {server_cpu_s(self.proc.pid)}")
+            staged.replace(self.pid_file)  # the load generator never reads half a file
+
+    def stop(self) -> None:
+        self.stopping = True
+        stop(self.proc)
+        if self.pid_file is not None:
+            self.pid_file.unlink(missing_ok=True)
+
+
 def run_job(job: Job, port: int, quick: bool, log: IO[bytes]) -> Any:
     """Start the server, run the load generator, yield one result dict per workload."""
     log.write(f"\n=== {job.server} {job.workloads} repeat={job.repeat}\n".encode())
     log.flush()
     cmd = [sys.executable, str(job.spec.path), "--port", str(port), *job.spec.args]
-    server = subprocess.Popen(
-        pinned(SERVER_CORE, cmd + (["--compression"] if job.compression else [])),
-        stdout=log,
-        stderr=log,
-        cwd=BENCH,
+    restarts = any(WORKLOADS[w].restarts for w in job.workloads)
+    pid_file = BENCH / "results" / "raw" / f"server.{port}.pid" if restarts else None
+    supervised = Supervised(
+        cmd + (["--compression"] if job.compression else []), port, log, pid_file
     )
+    server = supervised.proc
     loadgen: subprocess.Popen[bytes] | None = None
     pending = list(job.workloads)
     try:
@@ -161,6 +207,7 @@ def run_job(job: Job, port: int, quick: bool, log: IO[bytes]) -> Any:
                     "--workloads",
                     ",".join(job.workloads),
                     *(["--quick"] if quick else []),
+                    *(["--pid-file", str(pid_file)] if pid_file else []),
                 ],
             ),
             stdout=subprocess.PIPE,
@@ -173,15 +220,15 @@ def run_job(job: Job, port: int, quick: bool, log: IO[bytes]) -> Any:
             yield result
         if pending:
             raise RuntimeError(f"load generator exited with {loadgen.wait(5)} (see servers.log)")
-        if server.poll() is not None:
-            raise RuntimeError(f"server died (exit {server.returncode})")
+        if supervised.proc.poll() is not None:
+            raise RuntimeError(f"server died (exit {supervised.proc.returncode})")
     except Exception as exc:
         for name in pending:
             yield {"workload": name, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
     finally:
         if loadgen is not None:
             stop(loadgen)
-        stop(server)
+        supervised.stop()
 
 
 def plan(servers: dict[str, Server], workloads: list[str], repeat: int, shared: bool) -> list[Job]:

@@ -6,6 +6,9 @@ peers are joined to the room by the connect handler; a publisher's ``m``
 events are emitted to the room (``hub.to(room).emit``), every delivery an
 ``event`` message with the room's position. ``--metrics`` turns on the
 Prometheus metrics (``Hub(metrics=True)``) to measure what they cost.
+``p`` events (``{"room", "text"}``) are emitted to the named room: the
+reconnect storm's publisher feeds every room from one connection. SIGTERM
+closes every client with 1012, as a restart does.
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ def build(compression: bool, metrics: bool = False) -> Hub:
         await hub.to(room).emit("m", data)
         return None
 
+    @hub.on("p")
+    async def publish(peer: Peer, data: dict[str, str]) -> None:
+        # reconnect_storm's publisher: one connection feeds every room.
+        await hub.to(data["room"]).emit("m", data["text"])
+
     return hub
 
 
@@ -46,4 +54,4 @@ if __name__ == "__main__":
     parser = make_parser(__doc__ or "")
     parser.add_argument("--metrics", action="store_true", help="serve /metrics (Hub(metrics=True))")
     args = parser.parse_args()
-    build(args.compression, args.metrics).run(host=args.host, port=args.port)
+    build(args.compression, args.metrics).run(host=args.host, port=args.port, shutdown_code=1012)

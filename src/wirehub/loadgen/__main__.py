@@ -24,9 +24,13 @@ __all__ = ["cli", "run_workloads"]
 logger = logging.getLogger("wirehub.loadgen")
 
 
-async def run_one(target: Target, pid: int, name: str, quick: bool) -> dict[str, object]:
+async def run_one(
+    target: Target, pid: int, name: str, quick: bool, pid_file: str = ""
+) -> dict[str, object]:
     spec = WORKLOADS[name]
     params = dict(spec.quick if quick else spec.full)
+    if spec.restarts:
+        params["pid_file"] = pid_file  # where the harness names the restarted server
     result: dict[str, object] = {"workload": name, "params": params}
     try:
         async with asyncio.timeout(spec.limit_s):
@@ -45,8 +49,9 @@ async def main(args: argparse.Namespace) -> None:
     for i, name in enumerate(args.workloads.split(",")):
         if i:
             await asyncio.sleep(0.1)  # shared server: let it finish the previous closes
-        result = await run_one(target, args.server_pid, name, args.quick)
+        result = await run_one(target, args.server_pid, name, args.quick, args.pid_file)
         print(json.dumps(result), flush=True)
+        args.server_pid = int(str(result.get("server_pid_after", args.server_pid)))
 
 
 def parse_args() -> argparse.Namespace:
@@ -57,6 +62,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dialect", choices=["ws", "sio", "wh"], default="ws")
     parser.add_argument("--workloads", required=True, help=f"comma list of {sorted(WORKLOADS)}")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    parser.add_argument(
+        "--pid-file",
+        default="",
+        help="where bench/run.py writes a restarted server's pid (reconnect_storm_restart*)",
+    )
     return parser.parse_args()
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from .client import Conn, OnFrames, Target, close_all, connect, connect_many
 from .metrics import Window, percentile, rss_kib
+from .storm import reconnect_storm
 
 __all__ = ["WORKLOADS", "Metric", "Workload"]
 
@@ -351,6 +352,7 @@ class Workload:
     metrics: tuple[Metric, ...]
     deflate: bool = False  # server runs with --compression; skipped by peers without deflate
     limit_s: float = 120.0  # hard bound on one run (full size), enforced by the harness
+    restarts: bool = False  # stops the server: the harness starts it again (``pid_file``)
 
 
 OPS = "ops_per_s"
@@ -358,6 +360,14 @@ FANOUT = {"timeout": 60.0, "stall": 10.0}
 FANOUT_QUICK = {"timeout": 10.0, "stall": 3.0, "messages": 50}
 MEM = {"warm": 20, "concurrency": 100, "settle": 1.0, "timeout": 120.0}
 MEM_QUICK = {"warm": 5, "concurrency": 25, "settle": 0.1, "timeout": 10.0, "connections": 50}
+STORM = {
+    "members": 10,
+    "history": 5,
+    "missed": 5,
+    "concurrency": 100,
+    "timeout": 60.0,
+    "stall": 15.0,
+}
 LAT = (Metric("p50_us", "p50 µs", False, "{:,.1f}"), Metric("p99_us", "p99 µs", False, "{:,.1f}"))
 
 WORKLOADS: dict[str, Workload] = {
@@ -435,4 +445,27 @@ WORKLOADS: dict[str, Workload] = {
         {"concurrency": 50, "duration": 0.3, "max_handshakes": 100},
         (Metric(OPS, "handshakes/s, 50 concurrent", True),),
     ),
+    **{
+        f"reconnect_storm{suffix}": Workload(
+            reconnect_storm,
+            {"clients": clients, "drop": drop, **STORM},
+            {"clients": 40, "drop": drop, **STORM, "concurrency": 20, "timeout": 20.0},
+            (
+                Metric("recover_all_s", f"storm {label}: s until all back", False, "{:,.2f}"),
+                Metric("recover_p50_s", f"storm {label}: median s back", False, "{:,.2f}"),
+                Metric(
+                    "arrival_peak_to_mean", f"storm {label}: arrivals peak/mean", False, "{:,.1f}"
+                ),
+                Metric("handshake_peak_per_100ms", f"storm {label}: peak handshakes/100 ms", True),
+            ),
+            limit_s=150.0,
+            restarts=drop == "restart",
+        )
+        for suffix, clients, drop, label in (
+            ("", 1_000, "abort", "1k abort"),
+            ("_5k", 5_000, "abort", "5k abort"),
+            ("_restart", 1_000, "restart", "1k restart"),
+            ("_restart_5k", 5_000, "restart", "5k restart"),
+        )
+    },
 }
