@@ -25,6 +25,7 @@ server per 100 ms (peak, and peak ÷ mean over the storm), handshakes per
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import random
@@ -295,12 +296,18 @@ async def _open_all(storm: Storm, concurrency: int) -> None:
         while pending:
             member = pending.pop()
             conn = StormConn(member)
-            await storm.loop.create_connection(lambda: conn, storm.target.host, storm.target.port)
+            await storm.loop.create_connection(
+                functools.partial(_same, conn), storm.target.host, storm.target.port
+            )
             await asyncio.wait_for(conn.ready, 10.0)
             if storm.target.dialect != "wh":
                 member.back("")
 
     await asyncio.gather(*(worker() for _ in range(min(concurrency, len(pending)))))
+
+
+def _same(conn: StormConn) -> StormConn:
+    return conn
 
 
 async def _wait_back(storm: Storm, timeout: float, stall: float | None = None) -> bool:
