@@ -14,6 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from wirehub.client import Reconnect
+from wirehub.codes import RETRY_AFTER
+from wirehub.loadgen.storm import BACKOFF
+from wirehub.loadgen.storm import RETRY_AFTER as STORM_RETRY_AFTER
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,3 +45,15 @@ def test_quick_bench_runs_every_peer_and_workload(tmp_path: Path) -> None:
             if "kib_per_conn" in cell:
                 assert 0 <= cell["kib_per_conn"] < 1024, (server, workload, cell)
     assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_storm_clients_back_off_like_wirehubs_clients() -> None:
+    """The storm's wirehub clients use the Python client's default backoff and hint pattern."""
+    policy, mirror = Reconnect(), BACKOFF["wh"]
+    assert (mirror.initial, mirror.factor, mirror.maximum) == (
+        policy.initial_delay,
+        policy.factor,
+        policy.max_delay,
+    )
+    assert mirror.jitter == mirror.first_jitter == policy.jitter
+    assert RETRY_AFTER.pattern.encode() == STORM_RETRY_AFTER.pattern

@@ -7,8 +7,18 @@ and the browser client's copy is checked against it by a test.
 from __future__ import annotations
 
 import enum
+import re
 
-__all__ = ["CloseCode", "ErrorCode", "can_send", "is_retryable", "should_reconnect"]
+__all__ = [
+    "RETRY_AFTER",
+    "CloseCode",
+    "ErrorCode",
+    "can_send",
+    "is_retryable",
+    "retry_after",
+    "should_reconnect",
+    "with_retry_after",
+]
 
 
 class CloseCode(enum.IntEnum):
@@ -60,6 +70,23 @@ def can_send(code: int) -> bool:
 def should_reconnect(code: int) -> bool:
     """Whether a client that was closed with ``code`` should reconnect."""
     return code not in _FINAL
+
+
+RETRY_AFTER = re.compile(r"retry_after=(\d{1,6}(?:\.\d{1,6})?)$")
+"""How a close reason asks for a reconnection delay (wirehub.js reads it alike)."""
+
+
+def with_retry_after(reason: str, seconds: float) -> str:
+    """``reason`` with the delay a client should wait before reconnecting
+    (``"server restarting; retry_after=0.734"``: docs/PROTOCOL.md §6)."""
+    return f"{reason}; retry_after={seconds:.3f}"
+
+
+def retry_after(reason: str) -> float | None:
+    """The delay a close reason asks a client to wait before reconnecting, in
+    seconds, or None when it asks none (``with_retry_after``)."""
+    match = RETRY_AFTER.search(reason)
+    return float(match.group(1)) if match else None
 
 
 class ErrorCode(enum.StrEnum):

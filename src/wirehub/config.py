@@ -81,6 +81,13 @@ class Limits:
     one more handshake is answered 503 before the upgrade. Default: 25,000, or
     fewer when the process's file-descriptor limit is lower (the limit less a
     tenth, at least 64, kept for HTTP, ``/healthz``, Redis and files)."""
+    reconnect_rate: float | None = 4000.0
+    """Reconnections per second a server expects its clients' next server to absorb
+    when it shuts down: each WebSocket it closes (1001, 1012) is told a random
+    delay below ``clients / reconnect_rate`` seconds before reconnecting
+    (``retry_after`` in the close reason, docs/PROTOCOL.md §6), so they come back
+    spread out instead of all at once; when that is under half a second, no
+    delay is suggested (the clients' own jitter is enough). None: never."""
 
     def __post_init__(self) -> None:
         # A zero or negative size would make a server that refuses everything, silently.

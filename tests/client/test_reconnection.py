@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from tests.client.conftest import FAST, Inbox, Node
-from tests.conftest import UNIT
+from tests.conftest import TICK, UNIT
 from wirehub import ConnectionClosed, Hub, MemoryBroker, Reject
 from wirehub.client import Client, Reconnect, Reconnected, State
+from wirehub.codes import with_retry_after
 from wirehub.hub.peer import Peer
 
 
@@ -248,3 +249,23 @@ async def test_rooms_joined_by_the_connect_handler_are_recovered(node: Any) -> N
         done: Reconnected = await reconnected.get()
         assert done.recovered == {"news": True}
         assert got == [0, 1, 2]  # not the event from before the client came
+
+
+async def test_first_attempt_waits_the_delay_the_close_asks(node: Any) -> None:
+    """A close whose reason has retry_after is followed by an attempt after it, not the backoff."""
+    hub = Hub()
+
+    @hub.on("restart")
+    async def restart_me(peer: Peer) -> None:
+        await peer.close(1012, with_retry_after("server restarting", TICK))
+
+    server: Node = await node(hub)
+    patient = Reconnect(initial_delay=60 * UNIT, max_delay=60 * UNIT, jitter=0)
+    async with reconnecting(server, reconnect=patient) as client:
+        disconnected, reconnected = Inbox(), Inbox()
+        client.on("disconnect", disconnected.put)
+        client.on("reconnect", reconnected.put)
+        await client.emit("restart")
+        assert (await disconnected.get()).code == 1012
+        done: Reconnected = await reconnected.get()  # within UNIT: not after 60 UNIT
+        assert done.attempts == 1

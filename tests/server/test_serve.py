@@ -21,7 +21,8 @@ from tests.conftest import (
     read_response,
     serve,
 )
-from wirehub import Hub, Request, Response, WebSocket
+from wirehub import Hub, Limits, Request, Response, WebSocket
+from wirehub.codes import retry_after
 from wirehub.server.serve import Server
 
 
@@ -126,6 +127,23 @@ async def test_shutdown_closes_websockets_with_code(
                 await asyncio.wait_for(ws.wait_closed(), UNIT)
                 assert (ws.close_code, ws.close_reason) == (code or default, reason)
         assert not s.server.connections
+
+
+@pytest.mark.parametrize("code", [1001, 1012])
+async def test_shutdown_spreads_the_clients_reconnections(code: int) -> None:
+    """Each client closed by a shutdown is told a random delay below clients / reconnect_rate."""
+    rate = 3 / UNIT  # three clients: delays below one UNIT
+    async with serve(echo_hub(limits=Limits(reconnect_rate=rate)), shutdown_code=code) as s:
+        clients = [await connect(s.ws("/echo")).__aenter__() for _ in range(3)]
+        await asyncio.wait_for(s.server.shutdown(timeout=UNIT), 2 * UNIT)
+        delays = []
+        for ws in clients:
+            await asyncio.wait_for(ws.wait_closed(), UNIT)
+            assert ws.close_code == code
+            assert ws.close_reason.startswith("server "), ws.close_reason
+            delays.append(retry_after(ws.close_reason))
+    assert all(d is not None and 0 <= d < UNIT for d in delays), delays
+    assert len(set(delays)) > 1, delays  # drawn per connection
 
 
 async def test_shutdown_stops_accepting() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from wirehub.codes import CloseCode, ErrorCode, should_reconnect
+from wirehub.codes import RETRY_AFTER, CloseCode, ErrorCode, should_reconnect
 
 JS = Path(__file__).resolve().parents[2] / "src" / "wirehub" / "static" / "wirehub.js"
 
@@ -66,3 +66,10 @@ def test_client_is_a_dependency_free_module() -> None:
     source = JS.read_text(encoding="utf-8")
     assert not re.search(r"^\s*import\b", source, re.MULTILINE)
     assert re.search(r"^export \{[^}]*\bconnect,", source, re.MULTILINE)
+
+
+def test_retry_after_is_read_like_wirehub_codes() -> None:
+    """wirehub.js reads a close reason's retry_after with wirehub.codes' own pattern."""
+    found = re.search(r"const match = /(.+?)/\.exec\(reason", JS.read_text(encoding="utf-8"))
+    assert found is not None, "no retry_after pattern in wirehub.js"
+    assert found.group(1) == RETRY_AFTER.pattern

@@ -391,7 +391,7 @@ class Client:
                 url = (
                     _with_query(self.url, last_peer=self.welcome.peer) if self.welcome else self.url
                 )
-                why, reopened = await reopen(url, self.policy, self._open_options)
+                why, reopened = await reopen(url, self.policy, self._open_options, why)
                 if reopened is None:
                     self._why = why
                     break

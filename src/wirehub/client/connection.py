@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed as _WsClosed
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 from wirehub.client.reconnect import Reconnect
-from wirehub.codes import CloseCode, should_reconnect
+from wirehub.codes import CloseCode, retry_after, should_reconnect
 from wirehub.exceptions import ConnectionClosed, HandshakeError
 from wirehub.protocol import messages as wire
 
@@ -198,20 +198,27 @@ async def _welcome(ws: ClientConnection, url: str) -> tuple[Welcome, list[str | 
 
 
 async def reopen(
-    url: str, policy: Reconnect, options: dict[str, Any]
+    url: str, policy: Reconnect, options: dict[str, Any], lost: ConnectionClosed | None = None
 ) -> tuple[ConnectionClosed, tuple[ClientConnection, Welcome, list[str | bytes], int] | None]:
     """Reconnect to ``url`` with backoff until welcomed, refused for good, or out of attempts.
 
     Returns why the last attempt failed (when giving up) and, on success,
     what ``open_connection`` returns and the number of attempts it took.
-    ``options`` are ``open_connection``'s keyword arguments.
+    ``options`` are ``open_connection``'s keyword arguments. When the close
+    that ended the connection (``lost``) asked for a delay (a server shutting
+    down: ``retry_after`` in its reason, PROTOCOL.md §6), the first attempt
+    waits that long, at most ``policy.max_delay``, instead of its backoff.
     """
     why = ConnectionClosed(CloseCode.ABNORMAL, "connection lost")
+    hint = retry_after(lost.reason) if lost is not None else None
     for attempt in itertools.count(1):
         if not policy.allows(attempt):
             logger.warning("gave up reconnecting to %s after %d attempts", url, attempt - 1)
             return why, None
-        await asyncio.sleep(policy.delay(attempt))
+        if attempt == 1 and hint is not None:
+            await asyncio.sleep(min(hint, policy.max_delay))
+        else:
+            await asyncio.sleep(policy.delay(attempt))
         try:
             return why, (*await open_connection(url, **options), attempt)
         except ConnectionClosed as exc:  # refused by the server's connect handler

@@ -124,6 +124,7 @@ class Conn(asyncio.Protocol):
         self.upgraded = False
         self.closed = False
         self.closing = False  # our close frame is sent
+        self.close_payload = b""  # the server's close frame: code and reason
         self._buf = b""
         self._inflater: zlib._Decompress | None = None
 
@@ -188,6 +189,7 @@ class Conn(asyncio.Protocol):
             elif opcode == OP_PING:
                 self.transport.write(client_frame(buf[start:end], OP_PONG))
             elif opcode == OP_CLOSE:
+                self.close_payload = buf[start:end]
                 self.closed = True
                 self.transport.close()
                 break

@@ -29,6 +29,7 @@ import functools
 import json
 import os
 import random
+import re
 import signal
 import statistics
 import time
@@ -42,6 +43,8 @@ from .metrics import Window
 __all__ = ["BACKOFF", "BUCKET", "Backoff", "reconnect_storm"]
 
 BUCKET = 0.1
+RETRY_AFTER = re.compile(rb"retry_after=(\d{1,6}(?:\.\d{1,6})?)$")
+"""The delay a close reason suggests (wirehub.codes.retry_after, which the clients use)."""
 """Seconds per bucket of the arrival and handshake counts."""
 
 
@@ -103,14 +106,18 @@ class Member:
             message["since"] = {"epoch": self.position[0], "offset": self.position[1]}
         return client_frame(json.dumps(message, separators=(",", ":")).encode())
 
-    def lost(self) -> None:
+    def lost(self, close_payload: bytes = b"") -> None:
         self.conn = None
         storm = self.storm
         if not storm.dropped or storm.finished:
             return
         self.back_at, self.outcome = None, ""
         self.attempt += 1
-        delay = storm.backoff.delay(self.attempt, storm.rand())
+        hint = RETRY_AFTER.search(close_payload) if storm.target.dialect == "wh" else None
+        if hint is not None and self.attempt == 1:
+            delay = float(hint.group(1))  # the server's spread (PROTOCOL.md §6)
+        else:
+            delay = storm.backoff.delay(self.attempt, storm.rand())
         storm.loop.call_later(delay, self.reconnect)
 
     def reconnect(self) -> None:
@@ -195,7 +202,7 @@ class StormConn(Conn):
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         if self.member.conn is self:
-            self.member.lost()
+            self.member.lost(self.close_payload)
 
     def abort(self) -> None:
         transport = getattr(self, "transport", None)
@@ -260,13 +267,14 @@ async def reconnect_storm(target: Target, pid: int, p: dict[str, Any]) -> dict[s
         if target.dialect == "wh":
             publisher = await connect(target, target.request("echo"))
             await _publish(storm, publisher, rooms, p["history"], clients * p["history"])
-        drop_pid = pid
+        drop_pid, restart_s = pid, None
         storm.expect(clients)
         storm.dropped = True
         t0 = time.perf_counter()
         if p["drop"] == "restart":
             os.kill(pid, signal.SIGTERM)  # bench/run.py starts it again on the same port
             pid, cpu0 = await _restarted(p["pid_file"], drop_pid, p["timeout"])
+            restart_s = time.perf_counter() - t0
         else:
             for member in storm.members:
                 if member.conn is not None:
@@ -279,7 +287,7 @@ async def reconnect_storm(target: Target, pid: int, p: dict[str, Any]) -> dict[s
         complete = await _wait_back(storm, p["timeout"], p["stall"])
         out = window.stop(sum(1 for m in storm.members if m.back_at is not None))
         out.update(_storm_metrics(storm, t0, clients, complete))
-        out["server_pid_after"] = pid
+        out.update(server_pid_after=pid, down_s=restart_s)
         return out
     finally:
         storm.stop()
@@ -389,6 +397,8 @@ def _storm_metrics(storm: Storm, t0: float, clients: int, complete: bool) -> dic
         "arrival_peak_per_100ms": max(arrivals, default=0),
         "arrival_peak_to_mean": max(arrivals) / mean if mean else None,
         "handshake_peak_per_100ms": max(handshakes, default=0),
+        "arrivals_per_100ms": arrivals,
+        "handshakes_per_100ms": handshakes,
         "delivered_pct": round(100 * len(back) / clients, 1),
     }
 

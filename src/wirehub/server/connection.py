@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from wirehub.codes import CloseCode
+from wirehub.codes import CloseCode, with_retry_after
 from wirehub.http.messages import Request, Response
 from wirehub.http.parser import RequestParser
 from wirehub.http.routing import Router
@@ -754,10 +754,14 @@ class Connection(asyncio.Protocol):
             transport.close()  # after sending what it holds: bounded by the close timer
             self._arm_close()
 
-    def shutdown(self, code: int) -> None:
-        """Server shutdown: close WebSockets with ``code``, idle HTTP at once."""
+    def shutdown(self, code: int, retry_after: float | None = None) -> None:
+        """Server shutdown: close WebSockets with ``code`` (and the delay the client
+        should wait before reconnecting, in the reason), idle HTTP at once."""
         if self.ws is not None:
-            self.close(code, "server shutting down" if code == 1001 else "server restarting")
+            reason = "server shutting down" if code == 1001 else "server restarting"
+            if retry_after is not None:
+                reason = with_retry_after(reason, retry_after)
+            self.close(code, reason)
         elif not self._busy and not self.parser.in_progress:
             self._abort()
 

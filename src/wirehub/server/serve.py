@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import random
 import signal
 import socket
 import ssl as _ssl
@@ -13,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from wirehub.codes import should_reconnect
 from wirehub.http.messages import Request, Response
 from wirehub.http.routing import Router
 from wirehub.hub.lifecycle import finish
@@ -25,6 +27,18 @@ if TYPE_CHECKING:
 __all__ = ["Server", "run", "run_loop", "serve"]
 
 logger = logging.getLogger("wirehub.server")
+
+
+BACKLOG = 4096
+"""Connections the kernel may hold before ``accept`` (capped by ``net.core.somaxconn``).
+A reconnect storm brings thousands within a few hundred milliseconds; past the
+backlog the kernel drops their handshakes and the clients retry after a second
+(bench/README.md, "Reconnect storms")."""
+
+
+MIN_SPREAD = 0.5
+"""Seconds below which a shutdown suggests no reconnection delays: the clients' own
+first-retry jitter (0.25 to 0.5 s by default) spreads that few enough."""
 
 
 class Server:
@@ -69,7 +83,7 @@ class Server:
         await self.hub.start()
         if sock is not None:
             server = await self.loop.create_server(
-                lambda: Connection(self), sock=sock, ssl=self.ssl, backlog=2048
+                lambda: Connection(self), sock=sock, ssl=self.ssl, backlog=BACKLOG
             )
         else:
             server = await self.loop.create_server(
@@ -77,7 +91,7 @@ class Server:
                 host,
                 port,
                 ssl=self.ssl,
-                backlog=2048,
+                backlog=BACKLOG,
                 reuse_port=reuse_port or None,
             )
         self._servers.append(server)
@@ -154,6 +168,15 @@ class Server:
         )
         self.stop()
 
+    def _reconnect_spread(self, code: int) -> float:
+        """Seconds over which the clients closed with ``code`` are told to come back:
+        as many as the next server absorbs at ``Limits.reconnect_rate``."""
+        rate = self.hub.limits.reconnect_rate
+        if not rate or not should_reconnect(code):
+            return 0.0
+        spread = sum(1 for c in self.connections if c.ws is not None) / rate
+        return spread if spread >= MIN_SPREAD else 0.0
+
     async def shutdown(self, code: int | None = None, timeout: float | None = None) -> None:
         """Stop accepting, close every connection, wait up to ``timeout``, cut the rest."""
         if self.closing:
@@ -166,8 +189,9 @@ class Server:
             server.close()
         if self.hub.fallback is not None:
             self.hub.fallback.shutdown(code)  # answers its polls: their connections finish
+        spread = self._reconnect_spread(code)
         for connection in list(self.connections):
-            connection.shutdown(code)
+            connection.shutdown(code, spread * random.random() if spread else None)
         if self.connections:
             try:
                 await asyncio.wait_for(self._idle.wait(), timeout)

@@ -115,6 +115,13 @@ export declare function backoffDelay(
   random?: () => number,
 ): number;
 
+/**
+ * Milliseconds a close reason asks to wait before reconnecting (`retry_after`
+ * from a server shutting down, PROTOCOL.md §6), or null. The client waits that
+ * long (at most `maxDelay`) instead of its first backoff delay.
+ */
+export declare function retryAfter(reason: string): number | null;
+
 export interface ConnectOptions {
   /**
    * Sent in a first `auth` message (browsers cannot set handshake headers;

@@ -179,6 +179,16 @@ function backoffDelay(attempt, policy = RECONNECT_DEFAULTS, random = Math.random
   return base * (1 - p.jitter * random());
 }
 
+/**
+ * Milliseconds a close reason asks the client to wait before reconnecting
+ * (a server shutting down spreads its clients: "...; retry_after=0.734",
+ * PROTOCOL.md §6), or null — wirehub.codes.retry_after.
+ */
+function retryAfter(reason) {
+  const match = /retry_after=(\d{1,6}(?:\.\d{1,6})?)$/.exec(reason || "");
+  return match ? Number(match[1]) * 1000 : null;
+}
+
 /** The WebSocket URL: relative to the page, ws(s) from http(s), a token as `?token=` if given. */
 function resolveUrl(url, token) {
   const resolved = new URL(url, globalThis.location ? globalThis.location.href : undefined);
@@ -869,14 +879,17 @@ class Client {
       this._settle(request, null, new ConnectionClosed(failed, code, reason));
     }
     if (wasOpen || !again) this._fire("disconnect", { code, reason, reconnect: again });
-    if (again) this._schedule();
+    if (again) this._schedule(retryAfter(reason));
     else this._stop();
   }
 
-  _schedule() {
+  _schedule(hint = null) {
     this.state = "reconnecting";
     const attempt = ++this._attempt;
-    const delay = backoffDelay(attempt, this.reconnectPolicy);
+    // The server's suggested delay replaces the first backoff (bounded by maxDelay).
+    const delay = attempt === 1 && hint !== null
+      ? Math.min(hint, this.reconnectPolicy.maxDelay)
+      : backoffDelay(attempt, this.reconnectPolicy);
     this._fire("reconnecting", { attempt, delay });
     this._timers.retry = setTimeout(() => this._open(), delay);
   }
@@ -920,5 +933,6 @@ export {
   WirehubError,
   backoffDelay,
   connect,
+  retryAfter,
   shouldReconnect,
 };
