@@ -207,7 +207,8 @@ async def reopen(
     ``options`` are ``open_connection``'s keyword arguments. When the close
     that ended the connection (``lost``) asked for a delay (a server shutting
     down: ``retry_after`` in its reason, PROTOCOL.md §6), the first attempt
-    waits that long, at most ``policy.max_delay``, instead of its backoff.
+    waits that long, at most ``policy.max_delay``, and the backoff of the
+    attempts after it starts from its first step.
     """
     why = ConnectionClosed(CloseCode.ABNORMAL, "connection lost")
     hint = retry_after(lost.reason) if lost is not None else None
@@ -217,8 +218,8 @@ async def reopen(
             return why, None
         if attempt == 1 and hint is not None:
             await asyncio.sleep(min(hint, policy.max_delay))
-        else:
-            await asyncio.sleep(policy.delay(attempt))
+        else:  # after a suggested delay, the backoff starts from its first step
+            await asyncio.sleep(policy.delay(attempt - (hint is not None)))
         try:
             return why, (*await open_connection(url, **options), attempt)
         except ConnectionClosed as exc:  # refused by the server's connect handler

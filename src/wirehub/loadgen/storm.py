@@ -84,13 +84,24 @@ BACKOFF["ws"] = BACKOFF["wh"]
 class Member:
     """One client of the storm: its room, position, attempts and outcome."""
 
-    __slots__ = ("attempt", "back_at", "conn", "index", "outcome", "position", "room", "storm")
+    __slots__ = (
+        "attempt",
+        "back_at",
+        "conn",
+        "hinted",
+        "index",
+        "outcome",
+        "position",
+        "room",
+        "storm",
+    )
 
     def __init__(self, storm: Storm, index: int, room: str) -> None:
         self.storm, self.index, self.room = storm, index, room
         self.position: tuple[str, int] | None = None
         self.conn: StormConn | None = None
         self.attempt = 0
+        self.hinted = 0  # 1 once the first attempt waited the server's suggested delay
         self.back_at: float | None = None
         self.outcome = ""  # "" (first connection or not back), "recovered", "gap", "reconnected"
 
@@ -115,9 +126,11 @@ class Member:
         self.attempt += 1
         hint = RETRY_AFTER.search(close_payload) if storm.target.dialect == "wh" else None
         if hint is not None and self.attempt == 1:
+            self.hinted = 1
             delay = float(hint.group(1))  # the server's spread (PROTOCOL.md §6)
         else:
-            delay = storm.backoff.delay(self.attempt, storm.rand())
+            # After a suggested delay, the backoff starts from its first step.
+            delay = storm.backoff.delay(self.attempt - self.hinted, storm.rand())
         storm.loop.call_later(delay, self.reconnect)
 
     def reconnect(self) -> None:

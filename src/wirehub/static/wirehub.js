@@ -257,6 +257,7 @@ class Client {
     this._held = new Map(); // room → { entries, cause }: held while a join is in flight
     this._early = []; // messages a server sent before its welcome (it should not)
     this._attempt = 0;
+    this._hinted = false; // the first attempt waited the delay the server suggested
     this._timers = {};
     this._closing = false;
     this._waiters = [];
@@ -886,10 +887,12 @@ class Client {
   _schedule(hint = null) {
     this.state = "reconnecting";
     const attempt = ++this._attempt;
-    // The server's suggested delay replaces the first backoff (bounded by maxDelay).
+    if (attempt === 1) this._hinted = hint !== null;
+    // The server's suggested delay comes first (bounded by maxDelay); the backoff
+    // of the attempts after it starts from its first step.
     const delay = attempt === 1 && hint !== null
       ? Math.min(hint, this.reconnectPolicy.maxDelay)
-      : backoffDelay(attempt, this.reconnectPolicy);
+      : backoffDelay(attempt - (this._hinted ? 1 : 0), this.reconnectPolicy);
     this._fire("reconnecting", { attempt, delay });
     this._timers.retry = setTimeout(() => this._open(), delay);
   }
