@@ -390,6 +390,8 @@ def main() -> int:
             sys.exit(f"unknown or unavailable servers: {unknown}; available: {list(known)}")
         servers = {name: known[name] for name in wanted}
     workloads = args.workloads.split(",") if args.workloads else list(WORKLOADS)
+    if args.quick and not args.workloads:  # variants that are the same at --quick sizes
+        workloads = [w for w in workloads if WORKLOADS[w].smoke]
     if unknown := [w for w in workloads if w not in WORKLOADS]:
         sys.exit(f"unknown workloads: {unknown}; known: {list(WORKLOADS)}")
     repeat = args.repeat or (1 if args.quick else 3)

@@ -53,6 +53,21 @@ async def test_bench_measures_a_server_and_reports_each_workload() -> None:
     assert lines[1].startswith("fanout_1k") and "ops/s" in lines[1]
 
 
+async def test_bench_runs_a_reconnect_storm_against_an_event_hub() -> None:
+    """reconnect_storm drops every client of a wirehub hub at once: all come back, recovered."""
+    sys.path.insert(0, str(ROOT / "bench" / "servers"))
+    try:
+        from wirehub_events import build  # the harness's own event hub
+    finally:
+        sys.path.remove(str(ROOT / "bench" / "servers"))
+    async with serve(build(compression=False)) as s:
+        url = f"ws://127.0.0.1:{s.port}"
+        result = await _bench(url, "--workloads", "reconnect_storm", "--dialect", "wh")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("reconnect_storm"), result.stdout
+    assert "recovered 40, told of a gap 0, unaware 0" in result.stdout, result.stdout
+
+
 async def test_bench_reports_failures_and_bad_urls() -> None:
     """A workload that cannot run fails with a reason and exit 1; wss:// is refused clearly."""
     async with serve(contract_hub()) as s:

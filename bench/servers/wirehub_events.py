@@ -6,9 +6,7 @@ peers are joined to the room by the connect handler; a publisher's ``m``
 events are emitted to the room (``hub.to(room).emit``), every delivery an
 ``event`` message with the room's position. ``--metrics`` turns on the
 Prometheus metrics (``Hub(metrics=True)``) to measure what they cost.
-``p`` events (``{"room", "text"}``) are emitted to the named room: the
-reconnect storm's publisher feeds every room from one connection. SIGTERM
-closes every client with 1012, as a restart does.
+SIGTERM closes every client with 1012, as a restart does (reconnect_storm_restart).
 """
 
 from __future__ import annotations
@@ -40,11 +38,6 @@ def build(compression: bool, metrics: bool = False) -> Hub:
             return data  # echo: the ack carries it back
         await hub.to(room).emit("m", data)
         return None
-
-    @hub.on("p")
-    async def publish(peer: Peer, data: dict[str, str]) -> None:
-        # reconnect_storm's publisher: one connection feeds every room.
-        await hub.to(data["room"]).emit("m", data["text"])
 
     return hub
 

@@ -472,7 +472,8 @@ BENCH_WORKLOADS = "echo_latency,echo_throughput,fanout_1k,handshakes_seq,handsha
     show_default=True,
     help="Comma-separated, from: echo_latency, echo_throughput, fanout_1k, fanout_5k, "
     "fanout_10k, fanout_latency, many_rooms, idle_memory, idle_memory_deflate, "
-    "handshakes_seq, handshakes_50.",
+    "handshakes_seq, handshakes_50, reconnect_storm, reconnect_storm_5k "
+    "(reconnect_storm_restart* need bench/run.py, which restarts the server).",
 )
 @click.option(
     "--dialect",
@@ -515,7 +516,7 @@ def bench(url: str, workloads: str, dialect: str, server_pid: int, quick: bool) 
             f"choose from {', '.join(WORKLOADS)}",
             param_hint="--workloads",
         )
-    fanout = any(name.startswith(("fanout", "many_rooms")) for name in names)
+    fanout = any(name.startswith(("fanout", "many_rooms", "reconnect_storm")) for name in names)
     try:
         asyncio.run(check_contract(parts.hostname, parts.port, dialect, fanout))
     except ContractError as exc:
@@ -549,6 +550,13 @@ def _bench_line(result: dict[str, Any]) -> str:
             parts.append(f"{label} {result[key]:,.0f} µs")
     if result.get("kib_per_conn") is not None:
         parts.append(f"{result['kib_per_conn']:.1f} KiB/conn")
+    if result.get("recover_all_s") is not None:  # reconnect_storm
+        parts.append(
+            f"all back in {result['recover_all_s']:.2f} s (median {result['recover_p50_s']:.2f})"
+            f"  recovered {result['recovered']}, told of a gap {result['told_gap']},"
+            f" unaware {result['reconnected_unaware']}"
+            f"  arrivals peak/mean {result['arrival_peak_to_mean']:.1f}"
+        )
     if result.get("server_cpu_us_per_op") is not None:
         parts.append(f"server {result['server_cpu_us_per_op']:.1f} µs/op")
     if result.get("loadgen_saturated"):

@@ -1,8 +1,9 @@
 """The reconnect storm: many clients lose their connections at once and come back.
 
 N clients sit in rooms of ten. With wirehub's event protocol (``wh``) each
-joins its room itself, a publisher gives every room some history, and each
-client tracks its position (epoch, offset). Then every connection drops at
+joins its room itself, one publisher per room (the bench contract's
+``/ws?ep=fanout&role=pub``) gives every room some history, and each client
+tracks its position (epoch, offset). Then every connection drops at
 once — all clients abort their sockets (``drop="abort"``: the server stays
 up, and the publisher sends more events that the clients miss), or the
 server is stopped and started again on the same port (``drop="restart"``:
@@ -37,7 +38,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from .client import Conn, Target, client_frame, close_all, connect
+from .client import Conn, Target, client_frame, close_all, connect_many
 from .metrics import Window
 
 __all__ = ["BACKOFF", "BUCKET", "Backoff", "reconnect_storm"]
@@ -131,7 +132,7 @@ class Member:
         else:
             # After a suggested delay, the backoff starts from its first step.
             delay = storm.backoff.delay(self.attempt - self.hinted, storm.rand())
-        storm.loop.call_later(delay, self.reconnect)
+        storm.loop.call_later(delay * storm.delay_scale, self.reconnect)
 
     def reconnect(self) -> None:
         if self.storm.finished:
@@ -246,6 +247,7 @@ class Storm:
         self.events = 0
         self.gap_notices = 0
         self.waiting = 0
+        self.delay_scale = 1.0
         self.all_back: asyncio.Future[None] = self.loop.create_future()
 
     def arrived(self) -> None:
@@ -268,9 +270,10 @@ async def reconnect_storm(target: Target, pid: int, p: dict[str, Any]) -> dict[s
     """N clients in rooms with history lose their connections at once (``drop``) and
     come back with jittered backoff, re-joining with ``since``."""
     storm = Storm(target, BACKOFF[target.dialect], seed=p.get("seed", 7))
+    storm.delay_scale = p["delay_scale"]  # < 1 only in --quick: a smoke test, not a measure
     clients, per_room = p["clients"], p["members"]
     storm.members = [Member(storm, i, f"r{i // per_room}") for i in range(clients)]
-    publisher: Conn | None = None
+    publishers: list[Conn] = []
     try:
         storm.expect(clients)
         await _open_all(storm, p["concurrency"])
@@ -278,8 +281,9 @@ async def reconnect_storm(target: Target, pid: int, p: dict[str, Any]) -> dict[s
             raise RuntimeError("not every client joined before the storm")
         rooms = sorted({m.room for m in storm.members})
         if target.dialect == "wh":
-            publisher = await connect(target, target.request("echo"))
-            await _publish(storm, publisher, rooms, p["history"], clients * p["history"])
+            publishers = await _publishers(storm, rooms)
+            _publish(target, publishers, p["history"])
+            await _delivered(storm, clients * p["history"])
         drop_pid, restart_s = pid, None
         storm.expect(clients)
         storm.dropped = True
@@ -295,8 +299,10 @@ async def reconnect_storm(target: Target, pid: int, p: dict[str, Any]) -> dict[s
         window = Window(pid).start()
         if p["drop"] == "restart":
             window.server0 = cpu0  # the new process's CPU since it started listening
-        if publisher is not None and p["drop"] == "abort":
-            _send_missed(target, publisher, rooms, p["missed"])
+        if p["drop"] == "abort":
+            _publish(
+                target, publishers, p["missed"]
+            )  # missed by every member: recovery replays them
         complete = await _wait_back(storm, p["timeout"], p["stall"])
         out = window.stop(sum(1 for m in storm.members if m.back_at is not None))
         out.update(_storm_metrics(storm, t0, clients, complete))
@@ -304,8 +310,7 @@ async def reconnect_storm(target: Target, pid: int, p: dict[str, Any]) -> dict[s
         return out
     finally:
         storm.stop()
-        if publisher is not None:
-            publisher.close()
+        close_all(publishers)
         await asyncio.sleep(0.1)
 
 
@@ -346,30 +351,27 @@ async def _wait_back(storm: Storm, timeout: float, stall: float | None = None) -
     return True
 
 
-def _emit(room: str, count: int) -> bytes:
-    frame = client_frame(
-        json.dumps(
-            {"type": "emit", "event": "p", "data": {"room": room, "text": "x" * 48}}
-        ).encode()
+async def _publishers(storm: Storm, rooms: list[str]) -> list[Conn]:
+    """One publisher per room (the bench contract's ``/ws?ep=fanout&role=pub&room=R``)."""
+    target = storm.target
+    return await connect_many(
+        target, len(rooms), lambda i: target.request("fanout", role="pub", room=rooms[i])
     )
-    return frame * count
 
 
-async def _publish(
-    storm: Storm, publisher: Conn, rooms: list[str], per_room: int, expected: int
-) -> None:
-    """Give every room ``per_room`` events of history; wait until every member has them."""
-    publisher.send(b"".join(_emit(room, per_room) for room in rooms))
+def _publish(target: Target, publishers: list[Conn], per_room: int) -> None:
+    frame = target.message(b"x" * 48)  # an emit of event "m": to the publisher's room
+    for publisher in publishers:
+        publisher.send(frame * per_room)
+
+
+async def _delivered(storm: Storm, expected: int) -> None:
+    """Wait until the members have ``expected`` room events in all (their history)."""
     deadline = time.perf_counter() + 30.0
     while storm.events < expected:
         if time.perf_counter() > deadline:
             raise RuntimeError(f"history: {storm.events} of {expected} events delivered")
         await asyncio.sleep(0.02)
-
-
-def _send_missed(target: Target, publisher: Conn, rooms: list[str], per_room: int) -> None:
-    """Events the dropped clients miss: their re-joins replay them."""
-    publisher.send(b"".join(_emit(room, per_room) for room in rooms))
 
 
 async def _restarted(pid_file: str, old: int, timeout: float) -> tuple[int, float]:

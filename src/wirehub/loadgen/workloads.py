@@ -353,6 +353,7 @@ class Workload:
     deflate: bool = False  # server runs with --compression; skipped by peers without deflate
     limit_s: float = 120.0  # hard bound on one run (full size), enforced by the harness
     restarts: bool = False  # stops the server: the harness starts it again (``pid_file``)
+    smoke: bool = True  # in a --quick run of every workload (False: the same as another there)
 
 
 OPS = "ops_per_s"
@@ -367,7 +368,9 @@ STORM = {
     "concurrency": 100,
     "timeout": 60.0,
     "stall": 15.0,
+    "delay_scale": 1.0,  # backoff delays as the clients wait them
 }
+STORM_QUICK = STORM | {"concurrency": 20, "timeout": 20.0, "delay_scale": 0.2}
 LAT = (Metric("p50_us", "p50 µs", False, "{:,.1f}"), Metric("p99_us", "p99 µs", False, "{:,.1f}"))
 
 WORKLOADS: dict[str, Workload] = {
@@ -449,7 +452,7 @@ WORKLOADS: dict[str, Workload] = {
         f"reconnect_storm{suffix}": Workload(
             reconnect_storm,
             {"clients": clients, "drop": drop, **STORM},
-            {"clients": 40, "drop": drop, **STORM, "concurrency": 20, "timeout": 20.0},
+            {"clients": 40, "drop": drop, **STORM_QUICK},
             (
                 Metric("recover_all_s", f"storm {label}: s until all back", False, "{:,.2f}"),
                 Metric("recover_p50_s", f"storm {label}: median s back", False, "{:,.2f}"),
@@ -460,6 +463,7 @@ WORKLOADS: dict[str, Workload] = {
             ),
             limit_s=150.0,
             restarts=drop == "restart",
+            smoke=clients == 1_000,
         )
         for suffix, clients, drop, label in (
             ("", 1_000, "abort", "1k abort"),
