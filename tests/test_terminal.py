@@ -33,6 +33,19 @@ async def test_lines_typed_are_sent_and_replies_printed() -> None:
     assert b"disconnected: 1000" in stderr
 
 
+async def test_a_line_that_is_not_utf8_is_refused_and_the_next_sent() -> None:
+    """A line of Latin-1 bytes is named on stderr, not sent; the connection goes on."""
+    async with serve(echo_hub()) as s, wirehub_process("connect", s.ws("/echo")) as process:
+        assert process.stdin is not None
+        process.stdin.write(b"caf\xe9\nafter\n")
+        assert await read_line(process) == "< after"
+        process.stdin.close()
+        _, stderr = await asyncio.wait_for(process.communicate(), 5 * UNIT)
+    assert process.returncode == 0
+    assert b"not sent: that line is not UTF-8 text" in stderr
+    assert b"Traceback" not in stderr
+
+
 async def test_binary_messages_are_described() -> None:
     """A binary message is printed as its size and a hex preview."""
     hub = echo_hub()

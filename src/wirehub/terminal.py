@@ -44,7 +44,10 @@ def _read_stdin(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str]) -> N
     after the server closed the connection. A daemon thread is just dropped.
     """
     while True:
-        line = sys.stdin.readline()
+        try:
+            line = sys.stdin.readline()
+        except UnicodeDecodeError:  # a strict locale; others pass the bytes as surrogates
+            line = "\udcff\n"  # refused by _send_typed like those
         try:
             loop.call_soon_threadsafe(lines.put_nowait, line)
         except RuntimeError:  # the event loop is closed: we are exiting
@@ -63,8 +66,14 @@ async def _send_typed(ws: ClientConnection) -> None:
         line = await lines.get()
         if not line:  # end of input
             return
+        text = line.rstrip("\n")
         try:
-            await ws.send(line.rstrip("\n"))
+            text.encode()
+        except UnicodeEncodeError:  # a text message is UTF-8 (RFC 6455 §5.6)
+            print("not sent: that line is not UTF-8 text", file=sys.stderr, flush=True)
+            continue
+        try:
+            await ws.send(text)
         except websockets.ConnectionClosed:  # the reader reports how it closed
             return
 
