@@ -64,9 +64,26 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
             store = RedisPresence(url, prefix=prefix, ttl=ttl, cluster=cluster)
             await store.start()
             stack.push_async_callback(store.close)
+            await warm(store)
             return store
 
         yield Backend(redis_store, asyncio.sleep, ttl)
+
+
+async def warm(store: RedisPresence) -> None:
+    """Connect ``store`` and load every script into Redis.
+
+    A client's first command pays for its connection (on a cluster, discovering
+    the slots first) and each script's first call for a NOSCRIPT round trip and
+    its compiling: tens of ms here, far more on a loaded machine. The tests'
+    windows are a fraction of ``ttl`` (a live node read back within it, a dead
+    one reaped before its keys expire): only warm round trips may fall in them.
+    """
+    await store.heartbeat("warm-up", [])
+    await store.add("warm-up", "warm-up", peer("w", "warm-up"))
+    await store.remove("warm-up", "warm-up", "w")
+    await store.members("warm-up")
+    await store.drop("warm-up")
 
 
 def peer(id: str, node: str, **info: Any) -> PeerInfo:
