@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import pytest
 
@@ -30,6 +31,7 @@ from tests.conftest import (
     serve,
     upgrade_request,
 )
+from tests.server.test_bounds import until
 from wirehub import Hub, Limits, Request, Response, Timeouts, WebSocket
 
 GET = b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -495,3 +497,28 @@ async def test_health_counts_connections_and_websockets() -> None:
     assert report["status"] == "ok"
     assert report["connections"] == 2
     assert report["websockets"] == 1
+
+
+def _refused_while_sending(port: int) -> bytes:
+    """Send a bad request head, wait for the answer without reading it, send more, then
+    read: what a client still sending when the server refuses it gets (blocking socket)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=UNIT) as sock:
+        sock.sendall(b"BLAH\x00 / HTTP/1.1\r\n\r\n")
+        sock.recv(1, socket.MSG_PEEK)  # the answer is here, unread
+        sock.sendall(b"more of what the client was sending\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
+
+
+async def test_an_answer_survives_a_client_still_sending() -> None:
+    """A client still sending when its request is refused reads the whole answer, then EOF:
+    the server half-closes and drops what follows until the client's EOF (RFC 9112 §9.6)
+    rather than closing at once, when its kernel would answer those bytes with a reset
+    that can erase the answer before the client reads it."""
+    async with serve(routes_hub()) as s:
+        received = await asyncio.to_thread(_refused_while_sending, s.port)
+        assert received.startswith(b"HTTP/1.1 400 ")
+        await asyncio.wait_for(until(lambda: not s.server.connections), UNIT)

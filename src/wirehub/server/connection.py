@@ -87,6 +87,7 @@ class Connection(asyncio.Protocol):
         "_early",
         "_eof",
         "_high_water",
+        "_lingering",
         "_lost",
         "_open",
         "_opened",
@@ -135,6 +136,7 @@ class Connection(asyncio.Protocol):
         self._reading_paused = False  # paused by the hub (flow control)
         self._queued = False  # in the server's dirty list
         self._eof = False  # close the socket after the next flush
+        self._lingering = False  # half-closed after an answer: dropping what the client sends
         self._busy = False  # an async HTTP handler is running
         self._pending: collections.deque[Request] = collections.deque()  # held back, in order
         self.writing_paused = False  # unsent bytes above the high-water mark
@@ -183,6 +185,8 @@ class Connection(asyncio.Protocol):
         self._set_timer(self.hub.timeouts.handshake, self._head_timeout)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # the rest of what the client was sending when it was answered
         if self.ws is not None:
             self._rx = True
             self._websocket_data(data)
@@ -741,7 +745,7 @@ class Connection(asyncio.Protocol):
         out, self._out = self._out, []
         size, self._out_size = self._out_size, 0
         transport = self.transport
-        if transport is None or self._lost:
+        if transport is None or self._lost or self._lingering:
             return
         if out:
             if len(out) == 1:
@@ -751,8 +755,20 @@ class Connection(asyncio.Protocol):
             self._written += size
             self._backlog = transport.get_write_buffer_size()
         if self._eof:
-            transport.close()  # after sending what it holds: bounded by the close timer
+            # After sending what it holds; bounded by the close timer either way.
+            if self._may_still_send() and transport.can_write_eof():
+                # RFC 9112 §9.6: closing now, the kernel would answer what the client
+                # is still sending with a reset, which can erase our answer before
+                # the client reads it. Half-close; the client's EOF closes the rest.
+                transport.write_eof()
+                self._lingering = self.closing = True
+            else:
+                transport.close()
             self._arm_close()
+
+    def _may_still_send(self) -> bool:
+        """An HTTP request was refused or timed out part way: more of it may be coming."""
+        return self.ws is None and (self.parser.in_progress or self.parser.error is not None)
 
     def shutdown(self, code: int, retry_after: float | None = None) -> None:
         """Server shutdown: close WebSockets with ``code`` (and the delay the client
@@ -762,7 +778,7 @@ class Connection(asyncio.Protocol):
             if retry_after is not None:
                 reason = with_retry_after(reason, retry_after)
             self.close(code, reason)
-        elif not self._busy and not self.parser.in_progress:
+        elif self._lingering or not (self._busy or self.parser.in_progress):
             self._abort()
 
     def _abort(self) -> None:
