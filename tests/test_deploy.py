@@ -79,13 +79,22 @@ def nginx(nodes: list[int], conf: Callable[[list[int], int], str] = site) -> Ite
             process.stderr.close()
 
 
+def round_robin(nodes: list[int], port: int) -> str:
+    """``site`` with nginx's default balancing (round robin) in place of ``least_conn``."""
+    text = site(nodes, port)
+    assert "    least_conn;\n" in text
+    return text.replace("    least_conn;\n", "")
+
+
 @contextlib.asynccontextmanager
 async def behind_nginx(
-    redis_url: str, prefix: str, hubs: list[Hub] | None = None
+    redis_url: str,
+    prefix: str,
+    hubs: list[Hub] | None = None,
+    conf: Callable[[list[int], int], str] = site,
 ) -> AsyncIterator[str]:
-    """Two nodes trusting nginx on 127.0.0.1, and nginx in front of them: yield its ws URL.
-
-    The nodes' hubs are appended to ``hubs`` when given."""
+    """Two nodes trusting nginx on 127.0.0.1, and nginx (configured by ``conf``) in front
+    of them: yield its ws URL. The nodes' hubs are appended to ``hubs`` when given."""
     async with contextlib.AsyncExitStack() as stack:
         ports = []
         for name in ("node-a", "node-b"):
@@ -94,7 +103,7 @@ async def behind_nginx(
             if hubs is not None:
                 hubs.append(hub)
             ports.append((await stack.enter_async_context(serve(hub))).port)
-        port = stack.enter_context(nginx(ports))
+        port = stack.enter_context(nginx(ports, conf))
         yield f"ws://127.0.0.1:{port}/ws"
 
 
@@ -158,15 +167,16 @@ async def test_browser_origin_through_nginx_on_another_port(redis_url: str, pref
             assert (await whoami(client))["node"] in {"node-a", "node-b"}
 
 
+@pytest.mark.parametrize("conf", [site, round_robin], ids=["least-conn", "round-robin"])
 @pytest.mark.parametrize("stream", [False, True], ids=["long-polling", "streaming"])
 async def test_fallback_sessions_need_no_stickiness(
-    redis_url: str, prefix: str, stream: bool
+    redis_url: str, prefix: str, stream: bool, conf: Callable[[list[int], int], str]
 ) -> None:
-    """Through nginx (least_conn, no stickiness), a fallback session's polls and POSTs reach
-    both nodes; the other node relays them to the owner, and the session chats with a
-    WebSocket client as if it were one."""
+    """Through nginx (the shipped least_conn, and round robin; no stickiness either way), a
+    fallback session's polls and POSTs reach both nodes; the other node relays them to the
+    owner, and the session chats with a WebSocket client as if it were one."""
     hubs: list[Hub] = []
-    async with behind_nginx(redis_url, prefix, hubs) as url:
+    async with behind_nginx(redis_url, prefix, hubs, conf) as url:
         base = url.replace("ws://", "http://")
         async with (
             await PollClient.open(base, stream=stream) as poller,
