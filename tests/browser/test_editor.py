@@ -16,7 +16,8 @@ from playwright.async_api import Page, expect
 from tests.browser.conftest import BROWSER, WAIT_MS, Pages, Site
 from tests.browser.examples import DOCS, load_example
 from tests.conftest import UNIT
-from wirehub import Hub
+from wirehub import Hub, Peer
+from wirehub.hub.handlers import HandlerSpec
 
 pytestmark = BROWSER
 
@@ -115,6 +116,33 @@ async def test_a_cut_connection_catches_up_both_ways(pages: Pages, site: Site) -
     final = await converged(ada, bob)
     assert "offline-bob " in final and "online-ada " in final and final.startswith("one ")
     assert server_text(site) == final
+
+
+async def test_edits_typed_while_a_sync_runs_reach_the_others(pages: Pages, site: Site) -> None:
+    """What a page types while its sync after a reconnection is running is sent once the
+    sync is done (it was left for "the next sync", which may never come)."""
+    ada = await open_editor(pages, site, "ada")
+    bob = await open_editor(pages, site, "bob")
+    await ada.locator("#text").press_sequentially("one ")
+    await converged(ada, bob)
+    entered, release = asyncio.Event(), asyncio.Event()
+    answer = site.hub.node.handlers["sync"]
+
+    async def held(peer: Peer, state_vector: bytes) -> bytes:
+        entered.set()
+        await release.wait()
+        return bytes(answer.func(peer, state_vector))
+
+    site.hub.node.handlers["sync"] = HandlerSpec.inspect(held)
+    pages.allow(REFUSED)
+    [peer] = [p for p in site.hub.peers.values() if p.info["name"] == "bob"]
+    await peer.close(1012, "cut by the test")
+    await asyncio.wait_for(entered.wait(), WAIT_MS / 1000)  # bob's sync is under way
+    await bob.locator("#text").press("Control+End")
+    await bob.locator("#text").press_sequentially("two")
+    release.set()
+    assert await converged(ada, bob) == "one two"
+    assert server_text(site) == "one two"
 
 
 async def test_a_server_restart_loses_nothing(pages: Pages, site: Site, tmp_path: Path) -> None:

@@ -48,14 +48,23 @@ textarea.addEventListener("input", () => {
   shareCursor();
 });
 
+let unsent = []; // local updates made while out of sync with the server
+
 ydoc.on("update", (update, origin) => {
-  if (origin === "server" || !synced || hub.state !== "open") return; // the next sync sends it
+  if (origin === "server") return;
+  if (synced && hub.state === "open") send(update);
+  else unsent.push(update); // sync() sends them: in its first exchange or after it
+});
+
+function send(update) {
   setSaved(false);
   hub.call("update", update).then(
     () => setSaved(true),
-    () => { synced = false; }, // lost or refused: the next sync carries it again
+    // Lost (a reconnection resyncs) or refused while connected: resync now, or every
+    // later edit would wait for a reconnection that may never come.
+    () => { if (synced && hub.state === "open") resync(); },
   );
-});
+}
 
 // -- server → Yjs → textarea -----------------------------------------------------
 
@@ -102,10 +111,12 @@ function keepSelection() {
  */
 async function sync() {
   const theirs = await hub.call("state");
+  unsent = []; // all in `ours`; what is typed from now on is sent once this is done
   const ours = Y.encodeStateAsUpdate(ydoc, theirs);
   if (ours.length > 2) await hub.call("update", ours); // [0, 0] is the empty update
   Y.applyUpdate(ydoc, await hub.call("sync", Y.encodeStateVector(ydoc)), "server");
   synced = true;
+  for (const update of unsent.splice(0)) send(update);
   textarea.disabled = false;
   setSaved(true);
   shareCursor();
