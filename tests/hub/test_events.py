@@ -484,6 +484,23 @@ async def test_emit_threadsafe_from_another_thread() -> None:
         assert event["event"] == "from_thread" and event["data"] == {"ok": 1}
 
 
+async def test_waiting_on_emit_threadsafe_in_a_sync_handler_fails_instead_of_hanging(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``emit_threadsafe(...).result()`` on the loop's thread raises at once; the emit goes out."""
+    hub = chat_hub()
+
+    @hub.on("copied_from_a_view")
+    def copied(peer: Peer) -> None:
+        hub.emit_threadsafe("news", 1, room="lobby").result(timeout=5 * UNIT)  # else: hung
+
+    async with serve(hub) as s, await WireClient.open(s.ws("/ws?room=lobby")) as c:
+        answer = await asyncio.wait_for(c.call("copied_from_a_view"), UNIT)
+        assert (answer["type"], answer["code"]) == ("error", "internal_error")
+        assert (await c.recv())["event"] == "news"
+    assert "make it async and await hub.to(room).emit" in caplog.text
+
+
 async def test_async_handlers_run_inside_a_task() -> None:
     """Async handlers can use asyncio.timeout and current_task (they run in a real task)."""
     hub = Hub()

@@ -33,6 +33,7 @@ from wirehub.hub.peer import Peer
 from wirehub.hub.presence import ClusterPresence
 from wirehub.hub.room import JoinAuthorizer, Room
 from wirehub.hub.target import Target
+from wirehub.hub.threadsafe import submit
 from wirehub.hub.transport import Transport
 from wirehub.hub.websocket import PlainEndpoint, WebSocketHandler
 from wirehub.protocol import messages as wire
@@ -427,7 +428,9 @@ class Hub:
         ``hub.to_peer(id).emit``). ``exclude`` is a peer id. The returned
         ``concurrent.futures.Future`` gives the room event's position, or
         raises what the emit raised (``Unavailable`` when the broker cannot
-        take it). Raises ``ConfigError`` when the hub is not running here.
+        take it). Raises ``ConfigError`` when the hub is not running here; its
+        ``result()`` raises ``ConfigError`` on the event loop's own thread (a
+        sync handler), where waiting would block every client.
         """
         if room is not None and peer is not None:
             raise ConfigError("emit_threadsafe: give room= or peer=, not both")
@@ -440,7 +443,7 @@ class Hub:
         peer_id = peer.id if isinstance(peer, Peer) else peer
         target = Target(self.node, room=room, peer=peer_id)
         coro = target.emit(event, data, exclude=exclude)
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return submit(coro, self._loop)
 
     def health(self) -> dict[str, Any]:
         """What ``GET /healthz`` reports about the hub (the server adds its own counts)."""
