@@ -6,8 +6,9 @@ import asyncio
 import json
 from typing import Any
 
-from tests.conftest import UNIT, raw_websocket, read_frame, serve
-from tests.hub.test_slow_consumers import _limits, _shrink_buffers
+from tests.conftest import UNIT, read_frame, serve
+from tests.hub.test_slow_consumers import _limits
+from tests.server.test_bounds import narrow
 from wirehub import Hub, Timeouts
 
 COUNT, SIZE = 1500, 4096  # 6 MB of volatile events: far more than the socket buffers hold
@@ -23,11 +24,8 @@ async def test_a_receiver_behind_skips_volatile_events_and_stays_connected() -> 
     async def join(peer: Any, request: Any) -> None:
         await peer.join("feed")
 
-    async with serve(hub) as s, raw_websocket(s.port, "/ws") as (reader, writer):
-        _, welcome = await read_frame(reader)
-        peer_id = json.loads(welcome)["peer"]
-        slow = next(c for c in s.server.connections if getattr(c.session, "id", None) == peer_id)
-        _shrink_buffers(writer, slow)
+    async with serve(hub) as s, narrow(s, "/ws") as (reader, _, slow):
+        await read_frame(reader)  # the welcome
         high = hub.limits.write_buffer_high
         buffered = []
         for n in range(COUNT):
