@@ -116,6 +116,15 @@ async def test_app_clients_cannot_call_admin_handlers() -> None:
         assert reply["code"] == "unknown_event"
 
 
+async def test_the_emit_form_refuses_a_name_the_clients_keep() -> None:
+    """Emitting "error" from the page is invalid_data naming the event, not internal_error."""
+    async with serve(admin_hub()) as s:
+        admin = await open_admin(s)
+        reply = await admin.call("emit", {"room": "lobby", "event": "error", "data": 1})
+        assert (reply["code"], reply["details"]["path"]) == ("invalid_data", "$.event")
+        await admin.close()
+
+
 async def test_two_nodes_look_up_disconnect_and_emit_across_redis(
     redis_url: str, prefix: str
 ) -> None:

@@ -224,6 +224,9 @@ class Admin:
             raise EventError(ErrorCode.INVALID_DATA, problem, {"path": "$.room"})
         if not command.event:
             raise EventError(ErrorCode.INVALID_DATA, "an event name is a non-empty string")
+        if command.event in wire.CLIENT_CALLBACKS:
+            message = f"event {command.event!r}: the clients keep that name for their callbacks"
+            raise EventError(ErrorCode.INVALID_DATA, message, {"path": "$.event"})
         position = await Target(self.hub.node, room=command.room).emit(command.event, command.data)
         logger.info("admin emitted %r to room %r", command.event, command.room)
         if position is None:
