@@ -457,13 +457,14 @@ async def test_thousand_clients_each_receive_every_message_exactly_once() -> Non
                 for _ in range(count)
             )
         )
-        await asyncio.gather(*(c.join("big") for c in clients))
+        # One loop answers all 1,000 at once: the last answers wait for the others.
+        await asyncio.gather(*(c.join("big", timeout=10 * UNIT) for c in clients))
         for n in range(messages):
             await hub.to("big").emit("n", n)
 
         async def drain(c: WireClient) -> list[int]:
             got = [(await c.recv(timeout=10 * UNIT))["data"] for _ in range(messages)]
-            await expect_nothing(c)
+            await expect_nothing(c, timeout=10 * UNIT)
             return got
 
         results = await asyncio.gather(*(drain(c) for c in clients))

@@ -26,12 +26,16 @@ class Requests(abc.ABC):
     @abc.abstractmethod
     async def recv(self, timeout: float = UNIT) -> dict[str, Any]: ...
 
-    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send ``message`` with a fresh id; return its ack or error (skipping events)."""
+    async def request(self, message: dict[str, Any], timeout: float = UNIT) -> dict[str, Any]:
+        """Send ``message`` with a fresh id; return its ack or error (skipping events).
+
+        ``timeout`` bounds each wait for a message: more for one of many clients
+        asking at once, whose answers all come out of one event loop.
+        """
         self._next_id += 1
         await self.send({**message, "id": self._next_id})
         while True:
-            reply = await self.recv()
+            reply = await self.recv(timeout)
             if reply["type"] in ("ack", "error") and reply.get("id") == self._next_id:
                 return reply
 
@@ -56,8 +60,8 @@ class Requests(abc.ABC):
                 answer = message
         return answer, skip
 
-    async def join(self, room: str, **extra: Any) -> dict[str, Any]:
-        reply = await self.request({"type": "join", "room": room, **extra})
+    async def join(self, room: str, *, timeout: float = UNIT, **extra: Any) -> dict[str, Any]:
+        reply = await self.request({"type": "join", "room": room, **extra}, timeout)
         assert reply["type"] == "ack", reply
         return reply
 
@@ -105,12 +109,12 @@ class WireClient(Requests):
         await self.close()
 
 
-async def expect_nothing(client: WireClient) -> None:
+async def expect_nothing(client: WireClient, timeout: float = UNIT) -> None:
     """Prove ``client`` has received nothing: the next message is the answer to a ping.
 
     Everything for one connection is written in order, so a message sent to
     ``client`` before the ping would arrive before the ping's ack.
     """
     await client.send({"type": "ping", "id": 999_999})
-    reply = await client.recv()
+    reply = await client.recv(timeout)
     assert reply == {"type": "ack", "id": 999_999, "data": None}, reply
