@@ -17,6 +17,7 @@ import trustme
 from click.testing import CliRunner
 
 from tests.conftest import UNIT, connect
+from tests.services import redis_command, running_redis
 from wirehub import ConfigError, Hub, Limits
 from wirehub.cli import load_app, main
 
@@ -168,13 +169,13 @@ def test_serve_tls_errors_are_one_line(app_path: str, tmp_path: Path) -> None:
     assert "is not a certificate in PEM format" in one_line_error(result)
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_serve_with_unreachable_redis_fails_at_start(app_path: str, workers: str) -> None:
+@pytest.mark.parametrize("options", [["--workers", "1"], ["--workers", "2"], ["--redis-cluster"]])
+def test_serve_with_unreachable_redis_fails_at_start(app_path: str, options: list[str]) -> None:
     """``--redis`` to a port where no Redis answers stops at start, password hidden."""
     with socket.socket() as sock:  # a port that is free, then left closed
         sock.bind(("127.0.0.1", 0))
         url = f"redis://:s3cret@127.0.0.1:{sock.getsockname()[1]}/0"
-    result = CliRunner().invoke(main, ["serve", app_path, "--workers", workers, "--redis", url])
+    result = CliRunner().invoke(main, ["serve", app_path, *options, "--redis", url])
     error = one_line_error(result)
     assert "cannot reach Redis at redis://:***@127.0.0.1" in error
     assert "s3cret" not in result.output
@@ -237,3 +238,11 @@ def test_serve_refuses_a_message_size_below_one(app_path: str) -> None:
     with pytest.raises(ValueError, match="max_message_size is at least 1"):
         Limits(max_message_size=-5)
     assert Limits(max_message_size=None, write_buffer_low=0).max_message_size is None
+
+
+def test_serve_with_a_redis_that_wants_a_password_says_so(app_path: str) -> None:
+    """A Redis with ``requirepass`` reached without one: the error says how to give it."""
+    with running_redis() as server:
+        redis_command(server.port, "CONFIG", "SET", "requirepass", "s3cret")
+        result = CliRunner().invoke(main, ["serve", app_path, "--redis", server.url])
+    assert "this Redis wants a password: redis://:PASSWORD@host:port" in one_line_error(result)

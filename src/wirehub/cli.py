@@ -304,6 +304,7 @@ def _check_redis(url: str, cluster: bool) -> None:
     """
     import redis
     from redis.cluster import RedisCluster
+    from redis.exceptions import RedisClusterException  # not a RedisError
 
     try:
         factory = RedisCluster if cluster else redis.Redis
@@ -312,8 +313,11 @@ def _check_redis(url: str, cluster: bool) -> None:
             client.ping()
         finally:
             client.close()
-    except (redis.RedisError, OSError) as exc:
-        raise click.ClickException(f"cannot reach Redis at {_redacted(url)}: {exc}") from None
+    except (redis.RedisError, RedisClusterException, OSError) as exc:
+        hint = ""
+        if "authenticated" in str(exc) or "NOAUTH" in str(exc):
+            hint = " (this Redis wants a password: redis://:PASSWORD@host:port)"
+        raise click.ClickException(f"cannot reach Redis at {_redacted(url)}: {exc}{hint}") from None
 
 
 def _redacted(url: str) -> str:
