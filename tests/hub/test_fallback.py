@@ -18,6 +18,7 @@ from tests.server.test_bounds import until
 from wirehub import Hub, Limits, Timeouts
 from wirehub.hub.peer import DisconnectReason, Peer
 from wirehub.security.ratelimit import Rate, RateLimits
+from wirehub.server.serve import Server
 
 STYLES = pytest.mark.parametrize("stream", [False, True], ids=["long-polling", "streaming"])
 
@@ -244,6 +245,36 @@ async def test_shutdown_closes_sessions(stream: bool) -> None:
         assert await client.wait_closed() == (1012, "server restarting")
         await client.close(None)
     assert [r.code for r in gone] == [1012]
+
+
+async def test_a_session_not_polling_at_shutdown_learns_at_its_next_poll() -> None:
+    """A session with no poll in flight when the server shuts down is told at its next
+    poll: by the close record (1012) when the same hub serves again (embedded), by 410
+    from a new process (its client then opens a new session and recovers)."""
+    hub, gone = app()
+    server = Server(hub, shutdown_code=1012)
+    [(_, port)] = await server.listen("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{port}/ws"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/open") as response:  # a session, never polled
+            opened = await response.json()
+        await server.shutdown(timeout=UNIT)
+        assert [r.code for r in gone] == [1012]
+        poll = {"session": opened["session"], "ack": "0"}
+        bodies = []
+        for serving, status in ((hub, 200), (app()[0], 410)):
+            again = Server(serving)
+            await again.listen("127.0.0.1", port)
+            try:
+                headers = {"Wirehub-Key": opened["key"]}
+                async with http.get(f"{url}/poll", params=poll, headers=headers) as response:
+                    assert response.status == status
+                    bodies.append(await response.read())
+            finally:
+                await again.shutdown(timeout=UNIT)
+    welcome, close = records(bodies[0])
+    assert welcome[0] == TEXT and b'"welcome"' in welcome[1]
+    assert (close[0], close[1][:2]) == (CLOSE, (1012).to_bytes(2, "big"))
 
 
 async def test_records_wait_for_a_poll_and_a_stream_passes_them_on() -> None:
