@@ -153,7 +153,16 @@ async def test_bad_messages_get_errors_and_hurt_nobody() -> None:
         await WireClient.open(s.ws("/ws?room=lobby")) as bad,
         await WireClient.open(s.ws("/ws?room=lobby")) as good,
     ):
-        for raw in ["{", "[]", "null", '{"type":"emit"}', '{"type":"nope"}', '{"type":"join"}']:
+        history = '{"type":"join","room":"lobby","history":-5}'  # was taken for 0
+        for raw in [
+            "{",
+            "[]",
+            "null",
+            '{"type":"emit"}',
+            '{"type":"nope"}',
+            '{"type":"join"}',
+            history,
+        ]:
             await bad.ws.send(raw)
             reply = await bad.recv()
             assert reply["type"] == "error" and reply["code"] == "bad_message", (raw, reply)

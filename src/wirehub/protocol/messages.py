@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -110,7 +110,7 @@ class Join(msgspec.Struct, tag="join", tag_field="type", omit_defaults=True):
     room: str
     id: int | None = None
     since: Position | None = None
-    history: int = 0
+    history: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
 class Leave(msgspec.Struct, tag="leave", tag_field="type", omit_defaults=True):
