@@ -30,6 +30,15 @@ async def test_serve_in_own_loop_installs_no_signal_handler() -> None:
         await http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
 
 
+async def test_an_ipv6_url_is_bracketed() -> None:
+    """On ``::1`` the server's URL is ``http://[::1]:PORT``, one a client can open."""
+    async with wirehub.serve(echo_hub(), "::1", 0) as server:
+        assert re.fullmatch(r"http://\[::1\]:\d+", server.url), server.url
+        async with connect(server.url.replace("http", "ws", 1) + "/echo") as ws:
+            await ws.send("six")
+            assert await asyncio.wait_for(ws.recv(), UNIT) == "six"
+
+
 async def test_serve_forever_ends_on_a_handled_signal() -> None:
     """With ``handle_signals=True`` SIGTERM ends ``serve_forever``; the handlers go afterwards."""
     before = signal.getsignal(signal.SIGTERM)

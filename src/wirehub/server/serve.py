@@ -101,6 +101,8 @@ class Server:
     def url(self) -> str:
         """The ``http(s)://host:port`` of the first listening socket."""
         host, port = self._servers[0].sockets[0].getsockname()[:2]
+        if ":" in host:  # IPv6: bracketed in a URL (RFC 3986 §3.2.2)
+            host = f"[{host}]"
         return f"{'https' if self.ssl else 'http'}://{host}:{port}"
 
     # -- per-tick flush ------------------------------------------------------
