@@ -12,6 +12,7 @@ from tests.conftest import UNIT, echo_hub, serve
 from tests.test_cli import START, wirehub_process
 from wirehub import WebSocket
 from wirehub.terminal import IDLE as TERMINAL_IDLE
+from wirehub.terminal import run_terminal
 
 
 async def read_line(process: asyncio.subprocess.Process) -> str:
@@ -85,6 +86,12 @@ async def test_refused_connection_is_a_clear_error() -> None:
     assert process.returncode == 2
     assert b"connection refused" in stderr
     assert b"Traceback" not in stderr
+
+
+async def test_an_http_url_is_pointed_to_ws(capsys: pytest.CaptureFixture[str]) -> None:
+    """``wirehub connect http://…`` exits 2 and names the ws:// URL to use instead."""
+    assert await run_terminal("https://example.invalid/ws", [], [], insecure=False) == 2
+    assert "(use wss://example.invalid/ws)" in capsys.readouterr().err
 
 
 async def test_404_path_is_a_clear_error() -> None:

@@ -183,7 +183,12 @@ async def run_terminal(
         return 2
     except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
         reason = str(exc) or type(exc).__name__
-        hint = "" if isinstance(exc, websockets.InvalidURI) else await _scheme_hint(url)
+        if isinstance(exc, websockets.InvalidURI):
+            scheme, sep, rest = url.partition("://")
+            ws_scheme = {"http": "ws", "https": "wss"}.get(scheme.lower()) if sep else None
+            hint = f" (use {ws_scheme}://{rest})" if ws_scheme else ""
+        else:
+            hint = await _scheme_hint(url)
         print(f"error: could not connect to {url}: {reason}{hint}", file=sys.stderr)
         return 2
     print(
