@@ -83,3 +83,17 @@ async def test_hub_run_prints_where_it_listens_and_stops_on_sigterm() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_hub_run_on_a_busy_port_exits_with_one_line() -> None:
+    """``python app.py`` (``hub.run()``) on a port in use exits 1 with one line, no traceback."""
+    async with wirehub.serve(echo_hub(), "127.0.0.1", 0) as busy:
+        port = int(busy.url.rsplit(":", 1)[1])
+        code = f"import wirehub\nwirehub.Hub().run(port={port})\n"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, stderr=asyncio.subprocess.PIPE
+        )
+        _, stderr = await asyncio.wait_for(process.communicate(), START)
+    assert process.returncode == 1
+    assert stderr.decode().strip().startswith(f"wirehub: cannot listen on 127.0.0.1:{port}:")
+    assert b"Traceback" not in stderr

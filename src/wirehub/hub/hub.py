@@ -6,6 +6,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import errno
 import inspect
 import logging
 import os
@@ -544,14 +545,21 @@ class Hub:
     ) -> None:
         """Serve with wirehub's own server until SIGINT/SIGTERM, then shut down gracefully.
 
-        Prints where it listens. Uses uvloop when it is installed. For TLS
+        Prints where it listens; exits (``SystemExit``, status 1) with one line
+        when it cannot (the address is in use). Uses uvloop when it is installed. For TLS
         files, workers and the rest, use the ``wirehub serve`` command; to
         serve inside your own event loop, ``async with wirehub.serve(hub)``.
         """
         runner = type(self).runner  # from the class: not bound to this hub
         if runner is None:
             raise ConfigError("no server to run the hub: import wirehub")
-        runner(self, host, port, ssl=ssl, shutdown_code=shutdown_code)
+        try:
+            runner(self, host, port, ssl=ssl, shutdown_code=shutdown_code)
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+                raise
+            why = exc.strerror or exc
+            raise SystemExit(f"wirehub: cannot listen on {host}:{port}: {why}") from None
 
 
 def _package_file(path: Path) -> HttpHandler:
