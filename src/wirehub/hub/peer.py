@@ -301,7 +301,9 @@ class Peer:
         self.node.welcomed(self)
         limits = self.node.limits
         closed = None  # how the connection this client had before ended, if it may not know
-        cut = self.node.fanout.cut_of(self.request.query.get("last_peer") or "")
+        request = self.request  # its query is parsed only when it names a lost peer
+        last = request.query.get("last_peer") if "last_peer=" in request.query_string else None
+        cut = self.node.fanout.cut_of(last or "")
         if cut is not None:
             closed = {"code": cut[0], "reason": cut[1]}
         self.welcomed = True  # the welcome goes first, then what was kept for after it
