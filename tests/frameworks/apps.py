@@ -15,7 +15,9 @@ hub = Hub(
     cors_origins=["http://page.example"],
     api_key="secret-key",
     limits=Limits(max_message_size=1024, max_buffered=512 * 1024),
-    timeouts=Timeouts(close=1.0, shutdown=2.0),
+    timeouts=Timeouts(
+        close=1.0, shutdown=2.0, session=float(os.environ.get("WIREHUB_TEST_SESSION", 20.0))
+    ),
 )
 
 if "WIREHUB_TEST_REDIS" in os.environ:  # several uvicorn workers share one hub through Redis
@@ -56,6 +58,14 @@ def authenticate(request: Request) -> str:
 async def echo(ws: WebSocket) -> None:
     async for message in ws:
         await ws.send(message)
+
+
+@hub.route("/test/receiving")
+def receiving(request: Request) -> Response:
+    """Whether a fallback session has a receive request in flight here (a test's probe)."""
+    sessions = hub.fallback.sessions if hub.fallback is not None else {}
+    session = sessions.get(request.query.get("session", ""))
+    return Response.text("yes" if session is not None and session.receiving else "no")
 
 
 @hub.route("/hello")

@@ -202,15 +202,22 @@ async def test_an_idle_session_expires() -> None:
         assert (await client.poll(client.ack)).status == 410
 
 
-async def test_a_cut_stream_lets_the_session_expire() -> None:
-    """A stream whose client went away no longer holds its session open: without a new
-    request the session expires after Timeouts.session, not after a whole poll."""
+@STYLES
+async def test_a_cut_receive_request_lets_the_session_expire(stream: bool) -> None:
+    """A stream or long-poll whose client went away no longer holds its session open:
+    without a new request the session expires after Timeouts.session, not after a poll."""
     hub, gone = app(timeouts=Timeouts(session=TICK, poll=60 * UNIT))
     async with serve(hub) as s, await PollClient.open(base(s), welcome=False) as client:
         client._receiving.cancel()  # type: ignore[union-attr]  # poll by hand
-        stream = await client.poll(0, stream=True)
-        await stream.content.readexactly(2)
-        stream.close()  # the connection is dropped
+        await (await client.poll(0)).read()  # the welcome
+        polling = asyncio.ensure_future(client.poll(1, stream=stream))
+        assert hub.fallback is not None
+        session = hub.fallback.sessions[client.session]
+        await until(lambda: session.receiving)
+        if stream:
+            (await polling).close()  # the connection is dropped
+        else:
+            polling.cancel()  # the same, before any answer
         await wait_for(lambda: bool(gone))
         assert gone[0].code == 1006
 

@@ -9,7 +9,7 @@ import http
 import json
 import re
 import types
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -50,6 +50,9 @@ class Request:
     """The identity the hub's authentication hook gave this handshake (``hub.authenticate``)."""
     trusted_proxies: TrustedProxies | None = dataclasses.field(default=None, repr=False)
     path_params: Mapping[str, str] = dataclasses.field(default_factory=lambda: NO_PARAMS)
+    _on_gone: list[Callable[[], None]] | None = dataclasses.field(
+        default=None, init=False, repr=False
+    )
 
     @functools.cached_property
     def query(self) -> dict[str, str]:
@@ -75,6 +78,17 @@ class Request:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+    def on_client_gone(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` if the client goes away before this request is answered
+        (wirehub's server and its ASGI adapter tell; a long-poll ends then)."""
+        self._on_gone = [*(self._on_gone or ()), callback]
+
+    def client_gone(self) -> None:
+        """The host saw the client go away: run the ``on_client_gone`` callbacks, once."""
+        callbacks, self._on_gone = self._on_gone or [], None
+        for callback in callbacks:
+            callback()
 
 
 @dataclasses.dataclass(eq=False)

@@ -179,21 +179,25 @@ class AsgiApp:
             response: Response = Response.error(413, f"the body is larger than {limit} bytes")
         else:
             request.body = body
-            response = await self._respond(request)
+            response = await self._respond(request, receive)
         if response.stream is not None and request.method != "HEAD":
             await _stream_response(receive, send, request, response)
         else:
             await _send_response(send, response, head=request.method == "HEAD")
 
-    async def _respond(self, request: Request) -> Response:
+    async def _respond(self, request: Request, receive: Receive) -> Response:
         result = respond(self.hub.router, request, health=self.health, cors=self.hub.cors)
         if isinstance(result, Response):
             return result
+        # The body is read: what the server says next is that the client left.
+        gone = asyncio.get_running_loop().create_task(_client_gone(receive, request))
         try:
             response = await result
         except Exception:
             logger.exception("HTTP handler for %s %s failed", request.method, request.path)
             return Response.error(500)
+        finally:
+            gone.cancel()
         if not isinstance(response, Response):
             logger.error("HTTP handler for %s returned %s", request.path, type(response).__name__)
             return Response.error(500)
@@ -439,6 +443,13 @@ def _frame_message(frame: bytes) -> MutableMapping[str, Any]:
         message = {"type": "websocket.send", "bytes": payload}
     _last_frame = (frame, message)
     return message
+
+
+async def _client_gone(receive: Receive, request: Request) -> None:
+    """Tell ``request`` when the ASGI server says its client left (``http.disconnect``)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    request.client_gone()
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:

@@ -218,6 +218,9 @@ class Fallback:
             answer = Response(200, content_type=RECORDS, headers=list(STREAM_HEADERS))
             answer.stream = self._stream(sid, records)
         else:
+            # A client gone (a killed browser) leaves no request in flight: the session's
+            # idle expiry (Timeouts.session) starts now, not after Timeouts.poll.
+            request.on_client_gone(lambda: self._abandon(sid, records))
             body = await records.body()
             answer = Response(200, body, RECORDS, [NO_STORE]) if body else Response(204)
         return answer
@@ -235,14 +238,19 @@ class Fallback:
             status = await self.relay.send(sid, key, seq, request.body)
         return _status(status)
 
+    def _abandon(self, sid: str, records: _Records) -> None:
+        """A receive request is over (its client may have gone): stop writing to it."""
+        transport = self.sessions.get(sid)
+        if transport is not None:
+            transport.abandon(records)
+        records.end()
+
     async def _stream(self, sid: str, records: _Records) -> AsyncIterator[bytes]:
         try:
             async for chunk in records.chunks():
                 yield chunk
         finally:  # ended, or the client went away: stop writing to it
-            transport = self.sessions.get(sid)
-            if transport is not None:
-                transport.abandon(records)
+            self._abandon(sid, records)
 
     def _parse(self, request: Request, counter: str) -> tuple[str, str, int] | Response:
         """Origin, session id, key and the request's count; or the refusal."""

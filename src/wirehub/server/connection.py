@@ -80,6 +80,7 @@ class Connection(asyncio.Protocol):
 
     __slots__ = (
         "_admitted",
+        "_answering",
         "_backlog",
         "_busy",
         "_close_armed",
@@ -156,6 +157,7 @@ class Connection(asyncio.Protocol):
         self._admitted: Request | None = None  # let through by the hub's Gate: release it
         self._early: list[bytes] | None = None  # bytes read while an admission check runs
         self._streaming: asyncio.Task[None] | None = None  # writing a streamed response
+        self._answering: Request | None = None  # the request an async handler answers
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -217,6 +219,8 @@ class Connection(asyncio.Protocol):
         self.server.connections.discard(self)
         if self._streaming is not None:
             self._streaming.cancel()  # nobody reads it any more
+        if self._answering is not None:
+            self._answering.client_gone()  # a long-poll ends now, not at its timeout
         if self._admitted is not None:
             self.hub.gate.release(self._admitted)
             self._admitted = None
@@ -286,6 +290,7 @@ class Connection(asyncio.Protocol):
         result = self.server.http_response(request)
         if inspect.isawaitable(result) or result.stream is not None:
             self._busy = True
+            self._answering = request
             task = self.loop.create_task(self._await_response(request, result))
             self.server.tasks.add(task)
             task.add_done_callback(self.server.tasks.discard)
@@ -303,6 +308,7 @@ class Connection(asyncio.Protocol):
         if response.stream is not None and not await self._write_stream(request, response):
             return
         self._busy = False
+        self._answering = None
         self._finish_http(request, response)
         self._run_pending()
 
