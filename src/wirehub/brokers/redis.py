@@ -21,6 +21,7 @@ missed from history, or tells its clients of a gap), and says so in
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import enum
 import logging
@@ -32,18 +33,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 from wirehub.brokers.base import BrokerListener, History, Publication
 from wirehub.brokers.redis_wire import (
-    HISTORY_SCRIPT,
-    PUBLISH_SCRIPT,
+    Commands,
     EnvelopeError,
     all_channel,
     channel_of,
     decode,
-    encode,
-    history_args,
     parse_history,
     parse_position,
     peer_channel,
-    publish_args,
     room_channel,
 )
 from wirehub.exceptions import ConfigError, Unavailable
@@ -52,7 +49,7 @@ from wirehub.protocol.messages import Position
 try:
     import redis.asyncio as aioredis
     from redis.asyncio.cluster import RedisCluster
-    from redis.asyncio.connection import AbstractConnection, ConnectionPool
+    from redis.asyncio.connection import AbstractConnection
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisError
@@ -62,6 +59,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test with redis 
     raise ImportError("RedisBroker needs the redis package: pip install 'wirehub[redis]'") from exc
 
 from wirehub.brokers.presence import DEFAULT_TTL
+from wirehub.brokers.redis_pipeline import NotSent, OutcomeUnknown, Pipeline, ReplyError
 from wirehub.brokers.redis_presence import RedisPresence
 from wirehub.brokers.subscriber import Subscriber
 
@@ -71,6 +69,9 @@ logger = logging.getLogger("wirehub.broker")
 
 # Redis can no longer be trusted to deliver: reconnect.
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+# Error replies that mean "not here, not now" (a Cluster's slots moved, a
+# failover, a Redis still loading): the command was not applied; reconnect.
+_ELSEWHERE = ("MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN", "READONLY", "LOADING")
 
 
 class BrokerState(enum.StrEnum):
@@ -149,20 +150,21 @@ class RedisBroker:
         self.last_error: str | None = None
         self._listener: BrokerListener | None = None
         self._rooms: dict[str, int] = {}  # subscribe() calls minus unsubscribe() calls
-        self._client: Any = None  # redis.asyncio.Redis or RedisCluster
-        self._pool: ConnectionPool | None = None
-        self._publish: Any = None
-        self._history: Any = None
+        self._client: RedisCluster | None = None  # the Cluster's slot map (cluster=True)
+        self._commands = Commands(
+            prefix,
+            size=history_size,
+            ttl=history_ttl,
+            sharded=cluster,
+            max_bytes=history_bytes,
+        )
+        self._epoch = 0  # see _next_epoch; random from start()
+        self._pipelines: dict[str, Pipeline] = {}  # by Redis node name ("" standalone)
         self._subscribers: dict[str, Subscriber] = {}  # by Redis node name ("" standalone)
         self._accepting = False  # subscribe()/unsubscribe() go straight to the subscribers
         self._fault: asyncio.Future[BaseException] | None = None
-        # At most max_connections commands in flight: redis-py's cluster pools
-        # raise rather than wait when they run out.
-        self._commands = asyncio.Semaphore(max_connections)
         self._settled: asyncio.Event | None = None
         self._supervisor: asyncio.Task[None] | None = None
-        self._outbox: list[tuple[Publication, asyncio.Future[Position | None]]] = []
-        self._writer: asyncio.Task[None] | None = None  # sends the outbox, batch by batch
         self._undeliverable = 0
         self._last_reported: str | None = None
 
@@ -177,7 +179,9 @@ class RedisBroker:
         if self._supervisor is not None:
             raise ConfigError("this RedisBroker is already started")
         self._listener = listener
-        self.node = secrets.token_urlsafe(6)  # here, not in __init__: workers fork after that
+        # Here, not in __init__: workers fork after that.
+        self.node = secrets.token_urlsafe(6)
+        self._epoch = int.from_bytes(secrets.token_bytes(6))
         self._open_client()
         self._settled = asyncio.Event()
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
@@ -185,25 +189,19 @@ class RedisBroker:
 
     async def close(self) -> None:
         """Stop the supervisor, every subscriber and the command connections."""
-        writer = self._writer
-        if writer is not None:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None:
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
         await self._drop_subscribers()
+        pipelines, self._pipelines = list(self._pipelines.values()), {}
+        for pipeline in pipelines:
+            await pipeline.close()
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.aclose()
-        if self._pool is not None:
-            with contextlib.suppress(Exception):
-                await self._pool.disconnect()
-            self._pool = None
         self._listener = None
         if self.state is not BrokerState.IDLE:
             self._set_state(BrokerState.CLOSED, None)
@@ -211,110 +209,61 @@ class RedisBroker:
     async def publish(self, publication: Publication) -> Position | None:
         """Publish through Redis; raises ``Unavailable`` when Redis does not take it.
 
-        Standalone Redis: every publication of this node joins one ordered
-        queue, sent as one pipeline per batch — what was queued during the
-        previous round trip, or this loop tick — so Redis applies them in the
-        order the node issued them (per-sender order, as with the memory
-        broker), at one round trip per batch instead of one each.
+        Every publication of this node to one Redis server (one shard of a
+        Cluster) goes through one ordered pipeline (``Pipeline``), so Redis
+        applies them in the order the node issued them — per-sender order,
+        as with the memory broker — and a round trip is shared by all sent
+        meanwhile. When the reply is lost (the connection failed or the reply
+        timed out) the outcome is unknown: ``Unavailable`` says so in its
+        message and ``details["outcome"] == "unknown"``; if Redis applied it,
+        every node delivers it once, with its position.
         """
         self._check_connected()
-        if self.cluster:  # shards are separate servers: one command each, as before
-            return await _in_task(self._publish_remote(publication))
-        done: asyncio.Future[Position | None] = asyncio.get_running_loop().create_future()
-        self._outbox.append((publication, done))
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write())
-        return await done
+        command = self._commands.publish(publication, self._next_epoch())
+        channel = channel_of(self.prefix, publication)
+        reply = await self._reply(channel, command, "publish")
+        return parse_position(reply) if publication.numbered else None
 
-    async def _write(self) -> None:
-        """Send the queued publications, batch after batch, one pipeline in flight."""
-        try:
-            while self._outbox:
-                batch, self._outbox = self._outbox, []
-                await self._send(batch)
-        finally:
-            self._writer = None
-            for _, done in self._outbox:  # only if cancelled (closing)
-                if not done.done():
-                    done.set_exception(Unavailable("the Redis broker is closing"))
-            self._outbox = []
+    def _next_epoch(self) -> bytes:
+        """The epoch a publication starts its room on if the room has none: 48 bits that
+        start random and count up, so no two of this node's are alike (cheaper than
+        fresh randomness each time; the script uses it only for a new stream)."""
+        self._epoch = (self._epoch + 1) & 0xFFFF_FFFF_FFFF
+        return base64.urlsafe_b64encode(self._epoch.to_bytes(6))
 
-    async def _send(self, batch: list[tuple[Publication, asyncio.Future[Position | None]]]) -> None:
-        if len(batch) == 1:  # one alone: cheaper without building a pipeline
-            publication, done = batch[0]
-            try:
-                result = await self._publish_remote(publication)
-            except Unavailable as exc:
-                if not done.done():
-                    done.set_exception(exc)
-            else:
-                if not done.done():
-                    done.set_result(result)
-            return
-        fault = self._fault
-        pipe = self._client.pipeline(transaction=False)
-        for publication, _ in batch:
-            if publication.numbered and publication.room is not None:
-                key = room_channel(self.prefix, publication.room)
-                pipe.scripts.add(self._publish)  # loaded by the pipeline if Redis lacks it
-                pipe.evalsha(self._publish.sha, 1, key, *self._publish_args(publication))
-            else:
-                channel = channel_of(self.prefix, publication)
-                pipe.execute_command("PUBLISH", channel, encode(publication))
-        try:
-            async with self._commands:
-                results = await pipe.execute(raise_on_error=False)
-        except _UNREACHABLE as exc:
-            self._lost(exc, fault)
-            failure = Unavailable(f"Redis did not take the publication: {_describe(exc)}")
-            results = [failure] * len(batch)
-        except RedisError as exc:
-            self._report(exc)
-            results = [Unavailable(f"Redis refused the publication: {_describe(exc)}")] * len(batch)
-        for (publication, done), result in zip(batch, results, strict=True):
-            if done.done():
-                continue  # its caller gave up waiting
-            if isinstance(result, Unavailable):
-                done.set_exception(result)
-            elif isinstance(result, Exception):
-                self._report(result)
-                done.set_exception(
-                    Unavailable(f"Redis refused the publication: {_describe(result)}")
-                )
-            elif publication.numbered and publication.room is not None:
-                done.set_result(parse_position(result))
-            else:
-                done.set_result(None)
-
-    def _publish_args(self, publication: Publication) -> list[Any]:
-        return publish_args(
-            publication,
-            epoch=new_epoch(),
-            size=self.history_size,
-            ttl=self.history_ttl,
-            sharded=self.cluster,
-            max_bytes=self.history_bytes,
-        )
-
-    async def _publish_remote(self, publication: Publication) -> Position | None:
+    async def _reply(self, channel: str, command: bytes, what: str) -> Any:
+        """Send ``command`` through the pipeline of ``channel``'s server; its reply, or
+        ``Unavailable`` when Redis did not take it (or cannot say whether it did)."""
         fault = self._fault  # a failure reported later must not fault a newer connection
+        pipeline = self._pipelines.get(self._node_of(channel))
+        if pipeline is None:
+            self._lost(RedisConnectionError(f"no connection to the server of {channel!r}"), fault)
+            raise Unavailable(f"cannot {what}: no connection to the Redis server of {channel!r}")
         try:
-            if publication.numbered and publication.room is not None:
-                args = self._publish_args(publication)
-                key = room_channel(self.prefix, publication.room)
-                async with self._commands:
-                    return parse_position(await self._publish(keys=[key], args=args))
-            command = "SPUBLISH" if self.cluster else "PUBLISH"
-            channel = channel_of(self.prefix, publication)
-            async with self._commands:
-                await self._client.execute_command(command, channel, encode(publication))
-            return None
-        except _UNREACHABLE as exc:
-            self._lost(exc, fault)
-            raise Unavailable(f"Redis did not take the publication: {_describe(exc)}") from None
-        except RedisError as exc:
-            self._report(exc)
-            raise Unavailable(f"Redis refused the publication: {_describe(exc)}") from None
+            reply = await pipeline.send(command)
+        except NotSent as exc:
+            raise Unavailable(f"Redis did not take the {what}: {exc}") from None
+        except OutcomeUnknown as exc:
+            raise Unavailable(
+                f"Redis may or may not have applied the {what}: {exc}", {"outcome": "unknown"}
+            ) from None
+        if isinstance(reply, ReplyError):
+            self._refused(pipeline, reply, fault)
+            raise Unavailable(f"Redis refused the {what}: {reply}")
+        return reply
+
+    def _refused(
+        self, pipeline: Pipeline, error: ReplyError, fault: asyncio.Future[BaseException] | None
+    ) -> None:
+        """An error reply: reload the scripts, find the Cluster's new primaries, or report it."""
+        text = str(error)
+        if text.startswith("NOSCRIPT"):  # SCRIPT FLUSH: load them again, in line
+            for command in self._commands.load():
+                _forget(pipeline.send(command))
+        elif text.startswith(_ELSEWHERE):
+            self._lost(RedisConnectionError(text), fault)
+        else:
+            self._report(error)
 
     async def subscribe(self, room: str) -> None:
         """Count a local room; the first count subscribes and waits for Redis to confirm.
@@ -353,24 +302,17 @@ class RedisBroker:
 
     async def history(self, room: str, since: Position | None, limit: int) -> History:
         """Read ``room``'s position and kept publications; raises ``Unavailable``
-        when Redis cannot answer (it never guesses a position)."""
+        when Redis cannot answer (it never guesses a position). Goes through the
+        room's pipeline, so it sees every publication this node made before."""
         self._check_connected()
-        return await _in_task(self._history_remote(room, since, limit))
-
-    async def _history_remote(self, room: str, since: Position | None, limit: int) -> History:
-        fault = self._fault
+        command = self._commands.history(room, since, limit, self._next_epoch())
+        reply = await self._reply(room_channel(self.prefix, room), command, "history read")
         try:
-            args = history_args(since, limit, epoch=new_epoch(), ttl=self.history_ttl)
-            async with self._commands:
-                reply = await self._history(keys=[room_channel(self.prefix, room)], args=args)
             position, publications, recovered = parse_history(reply, since)
-            return History(position, publications, recovered)
-        except _UNREACHABLE as exc:
-            self._lost(exc, fault)
-            raise Unavailable(f"cannot read history from Redis: {_describe(exc)}") from None
-        except (RedisError, EnvelopeError) as exc:
+        except EnvelopeError as exc:
             self._report(exc)
             raise Unavailable(f"cannot read history from Redis: {_describe(exc)}") from None
+        return History(position, publications, recovered)
 
     def presence_store(self, *, ttl: float = DEFAULT_TTL) -> RedisPresence:
         """A presence store on this broker's Redis, prefix and mode (``Hub(presence=True)``)."""
@@ -417,25 +359,25 @@ class RedisBroker:
             if self._listener is not None:
                 self._listener.resubscribed()  # what was published meanwhile: fill or tell
             error = await self._until_fault()
+            # The pipelines stay while they work: a lost pub/sub connection alone
+            # must not fail the publishes in flight; a failed pipeline is replaced.
             await self._drop_subscribers()
-            if self._pool is not None:
-                # Idle sockets are likely as dead; commands in flight end on their own
-                # (a lost pub/sub connection alone must not fail the publishes).
-                await self._pool.disconnect(inuse_connections=False)
             self.reconnects += 1
             self._set_state(BrokerState.RECONNECTING, error)
             await asyncio.sleep(self._delay(0))
 
     async def _connect(self) -> None:
-        """Open the subscribers, then subscribe to every channel this node needs."""
+        """Open a pipeline and a subscriber per server, then subscribe to every channel
+        this node needs."""
         nodes: dict[str, tuple[str, int] | None] = {"": None}
-        if self.cluster:
+        if self._client is not None:
             await self._client.initialize()
             await self._client.nodes_manager.initialize()  # fresh slots after a fault
-            nodes = {node.name: (node.host, node.port) for node in self._client.get_primaries()}
+            nodes = {n.name: (n.host, int(n.port)) for n in self._client.get_primaries()}
+        await self._open_pipelines(nodes)
         for name, address in nodes.items():
             subscriber = Subscriber(
-                self._connection(address),
+                self._connection(address, "sub"),
                 self._deliver,
                 sharded=self.cluster,
                 keepalive=self.keepalive,
@@ -457,6 +399,28 @@ class RedisBroker:
         )
         if not all(confirmed):
             raise RedisConnectionError("the connection closed while subscribing")
+
+    async def _open_pipelines(self, nodes: dict[str, tuple[str, int] | None]) -> None:
+        """Keep the pipelines that work, retire those to servers that are no longer
+        primaries, open the missing ones (and load the scripts on them)."""
+        for name, pipeline in list(self._pipelines.items()):
+            if name not in nodes or not pipeline.usable:
+                del self._pipelines[name]
+                pipeline.retire()
+        for name, address in nodes.items():
+            if name in self._pipelines:
+                continue
+            pipeline = Pipeline(
+                self._connection(address, "pub"), timeout=self.timeout, on_lost=self._pipeline_lost
+            )
+            await pipeline.open()
+            self._pipelines[name] = pipeline
+            for reply in await asyncio.gather(*map(pipeline.send, self._commands.load())):
+                if isinstance(reply, ReplyError):
+                    raise reply
+
+    def _pipeline_lost(self, exc: BaseException) -> None:
+        self._lost(exc, self._fault)
 
     async def _until_fault(self) -> BaseException:
         """Wait until a subscriber closes or a command finds Redis unreachable."""
@@ -522,31 +486,21 @@ class RedisBroker:
     # -- connections -----------------------------------------------------------------
 
     def _open_client(self) -> None:
-        common: dict[str, Any] = {
-            "socket_timeout": self.timeout,
-            "socket_connect_timeout": self.timeout,
-            "client_name": f"{self.prefix}:{self.node}",
-        }
+        """On a Cluster, the redis-py client that keeps the slot map (no commands go
+        through it: the pipelines and subscribers have their own connections)."""
         if self.cluster:
             self._client = RedisCluster.from_url(
-                self.url, max_connections=self.max_connections, **common
-            )
-        else:
-            # No retries inside redis-py: an outage must surface at once so
-            # the emit fails (retryable) and the broker reconnects itself.
-            self._pool = aioredis.BlockingConnectionPool.from_url(
                 self.url,
                 max_connections=self.max_connections,
-                timeout=self.timeout,
-                retry=Retry(NoBackoff(), 0),
-                **common,
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                client_name=f"{self.prefix}:{self.node}",
             )
-            self._client = aioredis.Redis(connection_pool=self._pool)
-        self._publish = self._client.register_script(PUBLISH_SCRIPT)
-        self._history = self._client.register_script(HISTORY_SCRIPT)
 
-    def _connection(self, address: tuple[str, int] | None) -> AbstractConnection:
-        """A fresh pub/sub connection: no read timeout (keepalive pings instead), no retries."""
+    def _connection(self, address: tuple[str, int] | None, role: str) -> AbstractConnection:
+        """A fresh connection (``role`` "sub" or "pub", in its client name), RESP2, no
+        retries: the broker reconnects itself. No read timeout once connected: the
+        subscribers ping, the pipelines time their replies."""
         kwargs = dict(self._kwargs)
         connection_class: Any = kwargs.pop("connection_class", aioredis.Connection)
         if address is not None:
@@ -555,7 +509,7 @@ class RedisBroker:
         kwargs.update(
             socket_timeout=None,
             socket_connect_timeout=self.timeout,
-            client_name=f"{self.prefix}:{self.node}:sub",
+            client_name=f"{self.prefix}:{self.node}:{role}",
             retry=Retry(NoBackoff(), 0),
             protocol=2,
         )
@@ -563,10 +517,10 @@ class RedisBroker:
         return connection
 
     def _node_of(self, channel: str) -> str:
-        if not self.cluster:
+        if self._client is None:
             return ""
         node = self._client.get_node_from_key(channel)
-        return str(node.name)
+        return "?" if node is None else str(node.name)  # "?": no pipeline, Unavailable
 
     def _subscriber_for(self, channel: str) -> Subscriber | None:
         return self._subscribers.get(self._node_of(channel))
@@ -614,9 +568,9 @@ async def _in_task(coro: Coroutine[Any, Any, T]) -> T:
     return await asyncio.get_running_loop().create_task(coro)
 
 
-def new_epoch() -> str:
-    """A fresh random epoch: 48 bits, so a recreated stream never reuses one."""
-    return secrets.token_urlsafe(6)
+def _forget(future: asyncio.Future[Any]) -> None:
+    """Nobody waits for ``future``: consume its outcome (asyncio would log it)."""
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 def _describe(exc: BaseException) -> str:

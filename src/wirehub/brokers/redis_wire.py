@@ -27,6 +27,7 @@ the tail only.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import msgspec
@@ -37,12 +38,14 @@ from wirehub.protocol.messages import Position
 __all__ = [
     "HISTORY_SCRIPT",
     "PUBLISH_SCRIPT",
+    "Commands",
     "EnvelopeError",
     "all_channel",
     "decode",
     "encode",
     "encode_tail",
     "history_args",
+    "pack",
     "parse_history",
     "parse_position",
     "peer_channel",
@@ -257,3 +260,76 @@ def parse_history(reply: Any, since: Position | None) -> tuple[Position, list[Pu
         if i >= start
     ]
     return position, publications, True
+
+
+# -- packed commands ---------------------------------------------------------------
+
+
+def pack(*args: bytes | str | int) -> bytes:
+    """One command as a RESP array of bulk strings (str as UTF-8, int in decimal)."""
+    return b"*%d\r\n" % len(args) + b"".join(map(_bulk, args))
+
+
+def _bulk(arg: bytes | str | int) -> bytes:
+    if isinstance(arg, str):
+        arg = arg.encode()
+    elif isinstance(arg, int):
+        arg = b"%d" % arg
+    return b"$%d\r\n%b\r\n" % (len(arg), arg)
+
+
+def _sha(script: str) -> str:
+    return hashlib.sha1(script.encode()).hexdigest()
+
+
+class Commands:
+    """The commands ``RedisBroker`` sends, packed as RESP with its settings built in.
+
+    A room publication is ``EVALSHA`` of ``PUBLISH_SCRIPT`` with the
+    ``publish_args``; everything but the key, the epoch and the tail is the
+    same for every publication, so it is packed once here, and a publication
+    costs one bytes format (redis-py packed and encoded each argument anew).
+    """
+
+    publish_sha = _sha(PUBLISH_SCRIPT)
+    history_sha = _sha(HISTORY_SCRIPT)
+
+    def __init__(
+        self, prefix: str, *, size: int, ttl: float, sharded: bool, max_bytes: int
+    ) -> None:
+        self.prefix = prefix
+        self.ttl_ms = _ttl_ms(ttl)
+        self.publish_command = "SPUBLISH" if sharded else "PUBLISH"
+        # EVALSHA sha 1 KEY EPOCH size ttl TAIL command max_bytes: 10 bulk strings
+        self._head = b"*10\r\n" + _bulk("EVALSHA") + _bulk(self.publish_sha) + _bulk(1)
+        self._middle = _bulk(size) + _bulk(self.ttl_ms)
+        self._end = _bulk(self.publish_command) + _bulk(max_bytes)
+
+    def publish(self, publication: Publication, epoch: bytes) -> bytes:
+        """The command that publishes ``publication`` (``epoch`` if its room has none)."""
+        if not publication.numbered:
+            channel = channel_of(self.prefix, publication)
+            return pack(self.publish_command, channel, encode(publication))
+        key = room_channel(self.prefix, publication.room or "").encode()
+        tail = encode_tail(publication)
+        return b"%b$%d\r\n%b\r\n$%d\r\n%b\r\n%b$%d\r\n%b\r\n%b" % (
+            self._head,
+            len(key),
+            key,
+            len(epoch),
+            epoch,
+            self._middle,
+            len(tail),
+            tail,
+            self._end,
+        )
+
+    def history(self, room: str, since: Position | None, limit: int, epoch: bytes) -> bytes:
+        """The command that reads ``room``'s position and kept publications (``HISTORY_SCRIPT``)."""
+        key = room_channel(self.prefix, room)
+        args = history_args(since, limit, epoch="", ttl=self.ttl_ms / 1000)
+        return pack("EVALSHA", self.history_sha, 1, key, epoch, *args[1:])
+
+    def load(self) -> list[bytes]:
+        """The commands that load both scripts (answered with their SHA1s)."""
+        return [pack("SCRIPT", "LOAD", PUBLISH_SCRIPT), pack("SCRIPT", "LOAD", HISTORY_SCRIPT)]
