@@ -6,6 +6,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+
 from tests.apps.nodes import make_hub
 from tests.conftest import UNIT, Served, serve
 from tests.hub.wire import WireClient, expect_nothing
@@ -14,13 +16,15 @@ from wirehub.brokers.redis import RedisBroker
 
 @contextlib.asynccontextmanager
 async def nodes(
-    url: str, prefix: str, count: int = 2, **options: Any
+    url: str, prefix: str, count: int = 2, *, cluster: bool = False, **options: Any
 ) -> AsyncIterator[list[Served]]:
-    """``count`` servers on free ports, each a hub with its own RedisBroker on one Redis."""
+    """``count`` servers on free ports, each a hub with its own RedisBroker on one Redis
+    (or one Redis Cluster)."""
     async with contextlib.AsyncExitStack() as stack:
         served = []
         for i in range(count):
-            hub = make_hub(f"node{i}", broker=RedisBroker(url, prefix=prefix), **options)
+            broker = RedisBroker(url, prefix=prefix, cluster=cluster)
+            hub = make_hub(f"node{i}", broker=broker, **options)
             served.append(await stack.enter_async_context(serve(hub)))
         yield served
 
@@ -115,11 +119,19 @@ async def test_health_names_each_node(redis_url: str, prefix: str) -> None:
         assert len({r["node"] for r in reports}) == 2
 
 
-async def test_a_thousand_emits_keep_their_order_across_nodes(redis_url: str, prefix: str) -> None:
+@pytest.mark.parametrize("kind", ["redis", "redis-cluster"])
+async def test_a_thousand_emits_keep_their_order_across_nodes(
+    request: pytest.FixtureRequest, kind: str, prefix: str
+) -> None:
     """1,000 emits sent at once by one client of node A (each handler publishes) reach a
-    member on node B in the order they were sent: one ordered publish queue per node."""
+    member on node B in the order they were sent, on one Redis and on a Redis Cluster: one
+    ordered publish pipeline per node and Redis server."""
+    if kind == "redis":
+        url = request.getfixturevalue("redis_url")
+    else:
+        url = request.getfixturevalue("redis_cluster")[0].url
     async with (
-        nodes(redis_url, prefix) as (a, b),
+        nodes(url, prefix, cluster=kind == "redis-cluster") as (a, b),
         await WireClient.open(a.ws("/ws")) as sender,
         await WireClient.open(b.ws("/ws")) as receiver,
     ):
