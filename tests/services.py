@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +35,8 @@ __all__ = [
     "redis_cluster",
     "redis_server",
     "redis_url",
+    "running_cluster",
+    "running_redis",
     "wait_listening",
 ]
 
@@ -256,11 +258,25 @@ def prefix() -> str:
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[list[RedisServer]]:
     """A 3-primary Redis Cluster on loopback (slots split three ways, no replicas)."""
+    with running_cluster() as nodes:
+        yield nodes
+
+
+SLOTS = [(0, 5460), (5461, 10922), (10923, 16383)]  # the primaries', in order
+
+
+@contextlib.contextmanager
+def running_cluster(replicas: int = 0) -> Iterator[list[RedisServer]]:
+    """A 3-primary Redis Cluster on loopback, slots split as ``SLOTS``, with ``replicas``
+    replicas per primary: the primaries first, then primary i's replicas at
+    ``3 + 3 * r + i``. Returns once every node sees the whole cluster healthy and every
+    replica is in sync."""
     with contextlib.ExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wirehub-rc-")))
+        count = 3 * (1 + replicas)
         nodes: list[RedisServer] = []
-        bus = [free_port() for _ in range(3)]  # by default port + 10000: maybe past 65535
-        for i in range(3):
+        bus = [free_port() for _ in range(count)]  # by default port + 10000: maybe past 65535
+        for i in range(count):
             (directory / str(i)).mkdir()
             node = RedisServer(
                 directory / str(i),
@@ -277,20 +293,34 @@ def redis_cluster() -> Iterator[list[RedisServer]]:
             stack.callback(node.stop)
             node.start()
             nodes.append(node)
-        ranges = [(0, 5460), (5461, 10922), (10923, 16383)]
-        for node, (low, high) in zip(nodes, ranges, strict=True):
+        for node, (low, high) in zip(nodes, SLOTS, strict=False):
             assert redis_command(node.port, "CLUSTER", "ADDSLOTSRANGE", str(low), str(high)) == (
                 b"+OK\r\n"
             )
         for node in nodes[1:]:
             meet = ("CLUSTER", "MEET", "127.0.0.1", str(nodes[0].port), str(bus[0]))
             assert redis_command(node.port, *meet) == b"+OK\r\n"
-        deadline = time.monotonic() + START
-        for node in nodes:
-            while b"cluster_state:ok" not in redis_command(node.port, "CLUSTER", "INFO") or (
-                b"cluster_known_nodes:3" not in redis_command(node.port, "CLUSTER", "INFO")
-            ):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the Redis Cluster did not converge")
-                time.sleep(0.02)
+        known = f"cluster_known_nodes:{count}".encode()
+        _until(nodes, lambda info: known in info, "CLUSTER", "INFO")
+        for i, replica in enumerate(nodes[3:]):
+            primary = _reply_text(redis_command(nodes[i % 3].port, "CLUSTER", "MYID"))
+            assert redis_command(replica.port, "CLUSTER", "REPLICATE", primary) == b"+OK\r\n"
+        _until(nodes[3:], lambda info: b"master_link_status:up" in info, "INFO", "replication")
+        _until(nodes, lambda info: b"cluster_state:ok" in info, "CLUSTER", "INFO")
         yield nodes
+
+
+def _until(nodes: list[RedisServer], ready: Callable[[bytes], bool], *command: str) -> None:
+    """Poll ``command`` on every node until ``ready`` says yes for each (cluster gossip
+    gives no event to wait on)."""
+    deadline = time.monotonic() + START
+    for node in nodes:
+        while not ready(redis_command(node.port, *command)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{' '.join(command)} on {node.port}: not ready in {START}s")
+            time.sleep(0.02)
+
+
+def _reply_text(reply: bytes) -> str:
+    """The text of a one-line or bulk-string RESP reply."""
+    return reply.split(b"\r\n")[-2 if reply[:1] == b"$" else 0].lstrip(b"+").decode()

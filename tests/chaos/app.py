@@ -43,7 +43,8 @@ def setting(name: str, default: str) -> str:
 
 
 def broker() -> Broker:
-    """A RedisBroker when ``WIREHUB_CHAOS_REDIS`` is set, else a MemoryBroker."""
+    """A RedisBroker when ``WIREHUB_CHAOS_REDIS`` is set (on a Redis Cluster when
+    ``WIREHUB_CHAOS_CLUSTER`` is 1), else a MemoryBroker."""
     history = int(setting("HISTORY", "2000"))
     url = setting("REDIS", "")
     if not url:
@@ -54,6 +55,7 @@ def broker() -> Broker:
     return RedisBroker(
         url,
         prefix=setting("PREFIX", "chaos"),
+        cluster=setting("CLUSTER", "0") == "1",
         history_size=history,
         timeout=timeout,
         keepalive=timeout / 2,  # a frozen Redis is noticed within a timeout

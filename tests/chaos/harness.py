@@ -35,6 +35,7 @@ __all__ = [
     "MEMBERS",
     "RATE",
     "RESULTS",
+    "ROOM",
     "TIMEOUT",
     "WAIT",
     "Member",

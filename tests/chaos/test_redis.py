@@ -14,25 +14,36 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from redis.crc import key_slot
 
-from tests.chaos.harness import MEMBERS, TIMEOUT, Member, Run, check, health, until
+from tests.chaos.harness import MEMBERS, ROOM, TIMEOUT, Member, Run, check, health, until
 from tests.chaos.proxy import Proxy, Rule
-from tests.services import RedisServer, WirehubServer, redis_command, running_redis
+from tests.services import (
+    SLOTS,
+    RedisServer,
+    WirehubServer,
+    redis_command,
+    running_cluster,
+    running_redis,
+)
 from wirehub.brokers.redis_wire import PUBLISH_SCRIPT
 
 APP = "tests/chaos/app.py:make_hub"
+PREFIX = f"chaos{secrets.token_hex(4)}"  # every run's own keys (each starts its own Redis)
 PUBLISH_SHA = hashlib.sha1(PUBLISH_SCRIPT.encode()).hexdigest()  # what EVALSHA names
 
 
 @contextlib.asynccontextmanager
 async def nodes(
-    directory: Path, redis_port: int, *args: str, count: int = 2
+    directory: Path, redis_port: int, *args: str, count: int = 2, cluster: bool = False
 ) -> AsyncIterator[list[WirehubServer]]:
-    """``count`` ``wirehub serve`` processes of the chaos app on Redis at ``redis_port``."""
+    """``count`` ``wirehub serve`` processes of the chaos app on Redis at ``redis_port``
+    (a node of a Redis Cluster with ``cluster``)."""
     env = {
         "WIREHUB_CHAOS_REDIS": f"redis://127.0.0.1:{redis_port}/0",
-        "WIREHUB_CHAOS_PREFIX": f"chaos{secrets.token_hex(4)}",
+        "WIREHUB_CHAOS_PREFIX": PREFIX,
         "WIREHUB_CHAOS_TIMEOUT": str(TIMEOUT),
+        "WIREHUB_CHAOS_CLUSTER": "1" if cluster else "0",
     }
     servers = [WirehubServer(directory, APP, *args, env=env) for _ in range(count)]
     try:
@@ -194,3 +205,29 @@ async def test_publish_reply_times_out(tmp_path: Path) -> None:
                 await until(lambda: reconnected([a], before), "the publishing node reconnected")
                 await run.settle()
     check(run)
+
+
+async def test_cluster_failover(tmp_path: Path) -> None:
+    """CLUSTER FAILOVER on a 3-primary, 3-replica Redis Cluster: the replica of the room's
+    shard is promoted mid-stream; both nodes move their publishing and subscriptions."""
+    with running_cluster(replicas=1) as cluster:
+        slot = key_slot(f"{PREFIX}:room:{ROOM}".encode())
+        shard = next(i for i, (low, high) in enumerate(SLOTS) if low <= slot <= high)
+        primary, replica = cluster[shard], cluster[3 + shard]
+        async with nodes(tmp_path, cluster[0].port, cluster=True) as servers:
+            a, b = servers
+            async with Run("redis-cluster", "CLUSTER FAILOVER", a.ws(), spread(a, b)) as run:
+                await run.warm()
+                before = await broker_states(*servers)
+                assert redis_command(replica.port, "CLUSTER", "FAILOVER") == b"+OK\r\n"
+                await until(lambda: promoted(replica, primary), "the replica took over")
+                await until(lambda: reconnected(servers, before), "every node moved over")
+                await run.settle()
+    check(run)
+
+
+def promoted(replica: RedisServer, primary: RedisServer) -> bool:
+    """The replica is a primary now and the old primary follows it."""
+    return b"role:master" in redis_command(replica.port, "INFO", "replication") and (
+        b"role:slave" in redis_command(primary.port, "INFO", "replication")
+    )
