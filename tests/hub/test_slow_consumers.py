@@ -71,33 +71,34 @@ async def test_slow_reader_is_disconnected_others_get_everything() -> None:
     async def join(peer: Any, request: Any) -> None:
         await peer.join("feed")
 
-    # Small kernel buffers from the start: shrunk on a live connection, they make the
-    # kernel drop segments already in flight, and its retransmissions back off for
-    # seconds (the test then waited on TCP, not on the server).
-    async with serve(hub) as s, narrow(s, "/ws") as (reader, _, slow):
-        await read_frame(reader)  # the welcome
+    # narrow(): small kernel buffers from the start (see there). The fast clients connect
+    # first: the connections accepted after it get its small send buffer too.
+    async with serve(hub) as s:
         fast = [await WireClient.open(s.ws("/ws"), compression=None) for _ in range(3)]
-        paced = Paced(len(fast))
-        buffered: list[int] = []
+        async with narrow(s, "/ws") as (reader, _, slow):
+            await read_frame(reader)  # the welcome
+            paced = Paced(len(fast))
+            buffered: list[int] = []
 
-        async def receive(client: WireClient) -> int:
-            return int((await client.recv(timeout=10 * UNIT))["data"]["n"])
+            async def receive(client: WireClient) -> int:
+                return int((await client.recv(timeout=10 * UNIT))["data"]["n"])
 
-        readers = [
-            asyncio.create_task(paced.read(i, lambda c=c: receive(c))) for i, c in enumerate(fast)
-        ]
+            readers = [
+                asyncio.create_task(paced.read(i, lambda c=c: receive(c)))
+                for i, c in enumerate(fast)
+            ]
 
-        async def send(n: int) -> None:
-            await hub.to("feed").emit("tick", {"n": n, "pad": "x" * SIZE})
+            async def send(n: int) -> None:
+                await hub.to("feed").emit("tick", {"n": n, "pad": "x" * SIZE})
 
-        await paced.publish(send, lambda: buffered.append(slow.buffered))
-        results = await asyncio.gather(*readers)
-        assert results == [list(range(COUNT))] * len(fast)
-        # Bounded: the slow peer's unsent bytes never went far past the limit.
-        assert max(buffered) <= max_buffered + 2 * (SIZE + 100)
-        assert await _close_code_or_eof(reader) in (4008, None)
-        for client in fast:
-            await client.close()
+            await paced.publish(send, lambda: buffered.append(slow.buffered))
+            results = await asyncio.gather(*readers)
+            assert results == [list(range(COUNT))] * len(fast)
+            # Bounded: the slow peer's unsent bytes never went far past the limit.
+            assert max(buffered) <= max_buffered + 2 * (SIZE + 100)
+            assert await _close_code_or_eof(reader) in (4008, None)
+            for client in fast:
+                await client.close()
     assert hub.stats["slow_consumers"] == 1
 
 
@@ -120,9 +121,9 @@ async def test_plain_broadcast_reaches_readers_and_cuts_slow_clients() -> None:
 
     async with (
         serve(hub) as s,
-        narrow(s, "/room") as (slow_reader, _, _),
         connect(s.ws("/room"), compression=None) as a,
         connect(s.ws("/room"), compression=None) as b,
+        narrow(s, "/room") as (slow_reader, _, _),  # last: later ones would share its buffer
     ):
         await asyncio.wait_for(joined.wait(), UNIT)
         paced = Paced(2)

@@ -57,7 +57,12 @@ async def narrow(
     s: Served, path: str | None = None, extra: str = ""
 ) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter, Connection]]:
     """A connection with 4 KiB kernel buffers from the start on both ends (so not reading
-    shows in the server's own buffer at once), upgraded to ``path`` unless it is None."""
+    shows in the server's own buffer at once), upgraded to ``path`` unless it is None.
+
+    From the start: shrunk on a live connection, the window already advertised is
+    larger, so the kernel drops segments in flight and their retransmissions back off
+    for seconds. The listener keeps the small send buffer: connect other clients first.
+    """
     for listener in s.server._servers[0].sockets:  # accepted sockets inherit it
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     before = set(s.server.connections)
