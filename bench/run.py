@@ -89,18 +89,51 @@ def free_port(start: int) -> int:
     raise RuntimeError("no free port")
 
 
+class PortTaken(RuntimeError):
+    """Another process listens on the port chosen for a server (taken after ``free_port``)."""
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the socket listening on ``port`` (Linux ``/proc``;
+    True where there is no ``/proc`` to ask)."""
+    if not os.path.isdir("/proc/net"):
+        return True
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    sockets.add(f"socket:[{fields[9]}]")  # 0A: LISTEN
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in sockets:
+                    return True
+    return False
+
+
 def wait_listening(
     proc: subprocess.Popen[bytes], port: int, timeout: float = 20.0, interval: float = 0.05
 ) -> None:
+    """Wait until ``proc`` listens on ``port``; PortTaken if someone else does and
+    ``proc`` exits (its bind failed): a run must never measure another process."""
     deadline = time.monotonic() + timeout
+    foreign = False
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            if foreign:
+                raise PortTaken(f"port {port} is held by another process")
             raise RuntimeError(f"server exited with {proc.returncode} before listening")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
         except OSError:
             time.sleep(interval)
+            continue
+        if listens(proc.pid, port):
+            return
+        foreign = True
+        time.sleep(interval)
     raise RuntimeError(f"server not listening on {port} after {timeout}s")
 
 
@@ -143,9 +176,12 @@ class Supervised:
         self.proc = self._start()
         self.stopping = False
         self.restarts = 0
+        self.lock = threading.Lock()  # no restart may begin once stop() has
+        self.watcher: threading.Thread | None = None
         if pid_file is not None:
             pid_file.unlink(missing_ok=True)
-            threading.Thread(target=self._watch, daemon=True).start()
+            self.watcher = threading.Thread(target=self._watch, daemon=True)
+            self.watcher.start()
 
     def _start(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -158,7 +194,10 @@ class Supervised:
             if self.proc.poll() is None:
                 time.sleep(0.002)
                 continue
-            self.proc = self._start()
+            with self.lock:
+                if self.stopping:
+                    return  # it exited because stop() stopped it
+                self.proc = self._start()
             self.restarts += 1
             try:
                 wait_listening(self.proc, self.port, interval=0.002)
@@ -169,7 +208,10 @@ class Supervised:
             staged.replace(self.pid_file)  # the load generator never reads half a file
 
     def stop(self) -> None:
-        self.stopping = True
+        with self.lock:
+            self.stopping = True
+        if self.watcher is not None:
+            self.watcher.join(30)
         stop(self.proc)
         if self.pid_file is not None:
             self.pid_file.unlink(missing_ok=True)
@@ -222,6 +264,8 @@ def run_job(job: Job, port: int, quick: bool, log: IO[bytes]) -> Any:
             raise RuntimeError(f"load generator exited with {loadgen.wait(5)} (see servers.log)")
         if supervised.proc.poll() is not None:
             raise RuntimeError(f"server died (exit {supervised.proc.returncode})")
+    except PortTaken:
+        raise  # nothing measured yet: the caller tries another port
     except Exception as exc:
         for name in pending:
             yield {"workload": name, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
@@ -419,21 +463,26 @@ def main() -> int:
     ):
         task = progress.add_task("starting", total=total)
         for job in jobs:
-            port = free_port(port + 1)
-            progress.update(
-                task, description=f"{job.server} · {job.workloads[0]} · #{job.repeat + 1}"
-            )
-            # closing(): the finally in run_job stops both processes even on Ctrl-C.
-            with contextlib.closing(run_job(job, port, args.quick, log)) as results:
-                for result in results:
-                    result.update(server=job.server, repeat=job.repeat)
-                    runs.append(result)
-                    status = "ok" if result.get("ok") else "FAILED"
-                    progress.update(
-                        task,
-                        advance=1,
-                        description=f"{job.server} · {result['workload']} · {status}",
-                    )
+            for _ in range(3):  # a port taken between free_port and the server's bind
+                port = free_port(port + 1)
+                progress.update(
+                    task, description=f"{job.server} · {job.workloads[0]} · #{job.repeat + 1}"
+                )
+                try:
+                    # closing(): the finally in run_job stops both processes even on Ctrl-C.
+                    with contextlib.closing(run_job(job, port, args.quick, log)) as results:
+                        for result in results:
+                            result.update(server=job.server, repeat=job.repeat)
+                            runs.append(result)
+                            status = "ok" if result.get("ok") else "FAILED"
+                            progress.update(
+                                task,
+                                advance=1,
+                                description=f"{job.server} · {result['workload']} · {status}",
+                            )
+                    break
+                except PortTaken as exc:
+                    log.write(f"{exc}: the job starts again on another port\n".encode())
 
     summary: dict[str, dict[str, Any]] = {}
     for name in servers:

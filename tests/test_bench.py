@@ -57,3 +57,45 @@ def test_storm_clients_back_off_like_wirehubs_clients() -> None:
     )
     assert mirror.jitter == mirror.first_jitter == policy.jitter
     assert RETRY_AFTER.pattern.encode() == STORM_RETRY_AFTER.pattern
+
+
+def test_a_port_someone_else_holds_is_never_measured() -> None:
+    """A port taken by another process after ``free_port`` chose it: the harness notices
+    the listener is not its server (PortTaken), rather than measuring that process."""
+    import importlib.util
+    import socket
+
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+    assert spec is not None and spec.loader is not None
+    run = importlib.util.module_from_spec(spec)
+    sys.modules["bench_run"] = run  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(run)
+    finally:
+        del sys.modules["bench_run"]
+    bind = "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))"
+    with socket.socket() as foreign:
+        foreign.bind(("127.0.0.1", 0))
+        foreign.listen()
+        port = foreign.getsockname()[1]
+        server = subprocess.Popen(
+            [sys.executable, "-c", bind, str(port)], stderr=subprocess.DEVNULL
+        )
+        try:
+            with pytest.raises(run.PortTaken):
+                run.wait_listening(server, port, timeout=30)
+        finally:
+            server.kill()
+            server.wait()
+        assert not run.listens(server.pid, port)
+    listening = bind + "; s.listen(); time.sleep(60)"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-c", listening, str(port)])
+    try:
+        run.wait_listening(server, port, timeout=30)
+        assert run.listens(server.pid, port)
+    finally:
+        server.kill()
+        server.wait()
