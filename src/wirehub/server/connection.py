@@ -756,8 +756,10 @@ class Connection(asyncio.Protocol):
         if out:
             if len(out) == 1:
                 transport.write(out[0])
-            else:
+            elif size + self._backlog < self._high_water:
                 transport.writelines(out)
+            else:  # past the mark: writelines does not pause us on CPython 3.12.0-3.12.8
+                transport.write(b"".join(out))  # and 3.13.0-3.13.1 (gh-127655); write does
             self._written += size
             self._backlog = transport.get_write_buffer_size()
         if self._eof:
