@@ -309,7 +309,9 @@ class Hub:
         """Register the handler of ``event`` (sync or async).
 
         ``"connect"``: ``(peer, request)``, runs before the client is welcomed;
-        raise ``wirehub.Reject`` to refuse it. ``"disconnect"``:
+        raise ``wirehub.Reject`` to refuse it (returning False, or raising
+        ``ConnectionRefusedError(reason)``, refuses as ``Reject()`` does:
+        close 1008, final). ``"disconnect"``:
         ``(peer, reason)``. Any other name: ``(peer, data)`` or ``(peer)``;
         the return value is the acknowledgement, and ``data`` is validated
         against the annotation of that parameter when it has one.

@@ -270,24 +270,21 @@ class Peer:
         try:
             result = spec.run(self, self.request)
             if inspect.isawaitable(result):  # a wrapped coroutine function too: never fail open
-                await result
-        except Reject as exc:
+                result = await result
+            if result is False:  # Flask-SocketIO's way of refusing
+                raise Reject()
+        except Exception as exc:
+            refusal = exc if isinstance(exc, Reject) else _refusal(exc)
+            if refusal is None:
+                self._connect_failed(exc)
+                return
             logger.info(
                 "connect refused for %s: %s",
                 self.request.client,
-                exc.reason,
+                refusal.reason,
                 extra=self.log_context(),
             )
-            self.transport.close(exc.code, exc.reason)
-            return
-        except Unavailable as exc:
-            logger.warning("connect handler: %s; closing with 1013", exc.message)
-            self.transport.close(CloseCode.TRY_AGAIN_LATER, "try again later")
-            return
-        except Exception as exc:
-            explain_attribute_error(exc)
-            logger.exception("connect handler failed; closing with 1011", extra=self.log_context())
-            self.transport.close(CloseCode.INTERNAL_ERROR, "internal error")
+            self.transport.close(refusal.code, refusal.reason)
             return
         if self._closed:
             return
@@ -296,6 +293,17 @@ class Peer:
         # client can recover them after a reconnect like rooms it joined itself.
         joined = self.rooms
         self._accept({name: p for name, p in self._starts.items() if name in joined})
+
+    def _connect_failed(self, exc: Exception) -> None:
+        if isinstance(exc, Unavailable):
+            logger.warning("connect handler: %s; closing with 1013", exc.message)
+            self.transport.close(CloseCode.TRY_AGAIN_LATER, "try again later")
+            return
+        explain_attribute_error(exc)
+        logger.error(
+            "connect handler failed; closing with 1011", exc_info=exc, extra=self.log_context()
+        )
+        self.transport.close(CloseCode.INTERNAL_ERROR, "internal error")
 
     def _accept(self, rooms: dict[str, wire.Position] | None = None) -> None:
         self.node.welcomed(self)
@@ -573,6 +581,20 @@ class Peer:
             )
             self.transport.close(CloseCode.RATE_LIMITED, "rate limit exceeded repeatedly")
             self.transport.pause_reading()
+
+
+def _refusal(exc: Exception) -> Reject | None:
+    """The ``Reject`` a connect handler meant by raising ``exc``, if it meant one.
+
+    Flask-SocketIO refuses with ``raise ConnectionRefusedError("reason")``
+    (python-socketio's class, or the built-in one once its import is gone):
+    a final close with that reason, like ``Reject(reason=...)``. A built-in
+    one carrying an errno is the OS refusing a connection the handler made
+    (a database down): a failure, not a refusal.
+    """
+    if type(exc).__name__ != "ConnectionRefusedError" or getattr(exc, "errno", None) is not None:
+        return None
+    return Reject(reason=str(exc.args[0])) if exc.args and exc.args[0] else Reject()
 
 
 def _ignore(value: Any, error: BaseException | None) -> None:
