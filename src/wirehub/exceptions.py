@@ -104,8 +104,9 @@ class Unavailable(EventError):
     Raised by ``await hub.to(room).emit(...)`` (and every other emit that
     goes through the broker) and by joins while the broker is unreachable.
     Nothing was delivered anywhere, or — when the broker's answer was lost
-    (a timeout) — the outcome is unknown: if the broker applied it, it is
-    delivered everywhere with its position, never twice. Retryable: a
+    (a timeout) — the outcome is unknown (``details == {"outcome":
+    "unknown"}``): if the broker applied it, it is delivered everywhere with
+    its position, never twice, and a retry publishes it again. Retryable: a
     handler that lets it propagate answers the caller's ``call`` with the
     ``unavailable`` error code (docs/PROTOCOL.md §5).
     """

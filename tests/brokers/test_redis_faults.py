@@ -13,11 +13,16 @@ import pytest
 import redis
 
 from tests.apps.nodes import make_hub
+from tests.brokers.conftest import Recorder
 from tests.brokers.test_redis import StateWatch, named_clients, open_sockets
+from tests.chaos.proxy import Proxy, Rule
 from tests.conftest import UNIT, Served, http, serve
 from tests.hub.wire import WireClient, expect_nothing
 from tests.services import RedisServer, running_redis
+from wirehub.brokers.base import Publication
 from wirehub.brokers.redis import BrokerState, RedisBroker
+from wirehub.brokers.redis_wire import Commands
+from wirehub.exceptions import Unavailable
 
 RECONNECT = (0.02, 0.2)  # fast backoff for tests; the default starts at 0.1 s
 
@@ -244,3 +249,30 @@ async def test_events_published_while_a_node_resubscribes_are_filled_from_histor
         assert got == list(range(2, 41))
         await expect_nothing(member)
     admin.close()
+
+
+async def test_a_lost_publish_reply_says_the_outcome_is_unknown(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """A publish whose reply is held past the timeout (Redis applied it) raises ``Unavailable``
+    with ``details["outcome"] == "unknown"`` and is delivered once; one Redis never got
+    (a broker that is reconnecting) carries no such detail."""
+    with Proxy(redis_server.port, resp=True) as proxy:
+        url = f"redis://127.0.0.1:{proxy.port}/0"
+        listener = Recorder()
+        broker = RedisBroker(url, prefix=prefix, timeout=UNIT / 2, reconnect=RECONNECT)
+        await broker.start(listener)
+        try:
+            await broker.subscribe("r")
+            sha = Commands.publish_sha
+            proxy.add(Rule("down", "EVALSHA", (sha,), delay=UNIT, limit=1))
+            with pytest.raises(Unavailable) as lost:
+                await broker.publish(Publication(b'"event":"x"}', room="r"))
+            assert lost.value.details == {"outcome": "unknown"}
+            assert (await listener.next()).position is not None  # Redis did apply it
+            with pytest.raises(Unavailable) as refused:  # the broker reconnects meanwhile
+                await broker.publish(Publication(b'"event":"y"}', room="r"))
+            assert refused.value.details is None
+        finally:
+            await broker.close()
+        assert listener.queue.empty()

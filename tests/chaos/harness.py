@@ -267,7 +267,8 @@ class Publisher:
         try:
             ack = await self.client.call("publish", data)
         except CallError as exc:
-            outcome = Outcome.FAILED if exc.code == "unavailable" else Outcome.UNKNOWN
+            lost = (exc.details or {}).get("outcome") == "unknown"  # the broker's reply was lost
+            outcome = Outcome.FAILED if exc.code == "unavailable" and not lost else Outcome.UNKNOWN
         except (CallTimeout, ConnectionClosed):
             outcome = Outcome.UNKNOWN
         else:

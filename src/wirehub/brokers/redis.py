@@ -196,8 +196,7 @@ class RedisBroker:
                 await supervisor
         await self._drop_subscribers()
         pipelines, self._pipelines = list(self._pipelines.values()), {}
-        for pipeline in pipelines:
-            await pipeline.close()
+        await _to_the_end(asyncio.gather(*(p.close() for p in pipelines)))
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
@@ -433,8 +432,7 @@ class RedisBroker:
     async def _drop_subscribers(self) -> None:
         self._accepting = False
         subscribers, self._subscribers = list(self._subscribers.values()), {}
-        for subscriber in subscribers:
-            await subscriber.close()
+        await _to_the_end(asyncio.gather(*(s.close() for s in subscribers)))
 
     def _lost(self, exc: BaseException, fault: asyncio.Future[BaseException] | None) -> None:
         """A command found Redis unreachable: reconnect, unless that was about an
@@ -566,6 +564,16 @@ async def _in_task(coro: Coroutine[Any, Any, T]) -> T:
     if asyncio.current_task() is not None:
         return await coro
     return await asyncio.get_running_loop().create_task(coro)
+
+
+async def _to_the_end(closing: asyncio.Future[Any]) -> None:
+    """Await ``closing`` (connections being closed) to its end even when cancelled
+    meanwhile, then let the cancellation through: a half-closed set leaks sockets."""
+    try:
+        await asyncio.shield(closing)
+    except asyncio.CancelledError:
+        await closing
+        raise
 
 
 def _forget(future: asyncio.Future[Any]) -> None:

@@ -83,7 +83,8 @@ class Pipeline:
     async def open(self) -> None:
         """Connect (within ``timeout``, handshake included) and start reading replies."""
         try:
-            await asyncio.wait_for(self.connection.connect(), self.timeout)  # type: ignore[no-untyped-call]
+            async with asyncio.timeout(self.timeout):  # wait_for may swallow a cancel (3.11)
+                await self.connection.connect()  # type: ignore[no-untyped-call]
             reader, self._writer = _streams(self.connection)
         except BaseException:
             await self._disconnect()
@@ -122,8 +123,7 @@ class Pipeline:
         reader, self._reader = self._reader, None
         if reader is not None and reader is not asyncio.current_task():
             reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await asyncio.wait([reader])  # not `await reader`: that would swallow our own cancel
         await self._disconnect()
 
     # -- internals -------------------------------------------------------------

@@ -64,7 +64,8 @@ class Subscriber:
     async def open(self) -> None:
         """Connect (within ``timeout``) and start reading."""
         try:
-            await asyncio.wait_for(self.connection.connect(), self.timeout)  # type: ignore[no-untyped-call]
+            async with asyncio.timeout(self.timeout):  # wait_for may swallow a cancel (3.11)
+                await self.connection.connect()  # type: ignore[no-untyped-call]
         except BaseException:
             await self._disconnect()
             raise
@@ -115,9 +116,8 @@ class Subscriber:
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:  # not `await task` under suppress(CancelledError): it would swallow ours
+            await asyncio.wait(tasks)
         await self._disconnect()
 
     # -- internals -------------------------------------------------------------

@@ -85,9 +85,7 @@ class Fanout:
         self.stats = stats
         self.compression = compression
         self.slow_consumer = slow_consumer
-        self.cuts: collections.OrderedDict[str, tuple[int, str, float]] = (
-            collections.OrderedDict()
-        )
+        self.cuts: collections.OrderedDict[str, tuple[int, str, float]] = collections.OrderedDict()
         """Peers closed as slow consumers whose clients may not have read the close frame:
         peer id -> (code, reason, when). A client still stalled when the server gives up
         on its close reads the backlog, then only EOF; its reconnection names its last peer
