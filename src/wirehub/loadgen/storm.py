@@ -15,9 +15,9 @@ recovery count as *reconnected* once their handshake (Socket.IO: its connect
 reply) completes: what they missed meanwhile is lost without a word.
 
 Measured from the drop: time until every client is back, the median, server
-CPU per client back (from /proc), connection attempts that reached the
-server per 100 ms (peak, and peak ÷ mean over the storm), handshakes per
-100 ms (peak). The backoff of each dialect is that of its usual client:
+CPU per client back (from /proc), arrivals — TCP connections the clients
+got — per 100 ms (peak, and peak ÷ mean from the first to the last),
+handshakes per 100 ms (peak). The backoff of each dialect is that of its usual client:
 ``wh`` the wirehub clients' (``wirehub.client.Reconnect``, ``wirehub.js``),
 ``sio`` Socket.IO's (1 s doubling up to 5 s, ±50 %), ``ws`` the same as
 ``wh``, so that only the server's cost differs.
@@ -41,12 +41,13 @@ from typing import Any
 from .client import Conn, Target, client_frame, close_all, connect_many
 from .metrics import Window
 
-__all__ = ["BACKOFF", "BUCKET", "Backoff", "reconnect_storm"]
+__all__ = ["BACKOFF", "BUCKET", "RETRY_AFTER", "Backoff", "reconnect_storm"]
 
 BUCKET = 0.1
-RETRY_AFTER = re.compile(rb"retry_after=(\d{1,6}(?:\.\d{1,6})?)$")
-"""The delay a close reason suggests (wirehub.codes.retry_after, which the clients use)."""
 """Seconds per bucket of the arrival and handshake counts."""
+
+RETRY_AFTER = re.compile(rb"retry_after=(\d{1,6}(?:\.\d{1,6})?)$")
+"""The delay a close reason suggests (wirehub.codes.RETRY_AFTER, which the clients use)."""
 
 
 @dataclass(frozen=True)
@@ -90,15 +91,14 @@ class Member:
         "back_at",
         "conn",
         "hinted",
-        "index",
         "outcome",
         "position",
         "room",
         "storm",
     )
 
-    def __init__(self, storm: Storm, index: int, room: str) -> None:
-        self.storm, self.index, self.room = storm, index, room
+    def __init__(self, storm: Storm, room: str) -> None:
+        self.storm, self.room = storm, room
         self.position: tuple[str, int] | None = None
         self.conn: StormConn | None = None
         self.attempt = 0
@@ -198,7 +198,6 @@ class StormConn(Conn):
             welcome=target.dialect == "wh",
         )
         self.member = member
-        self.dropping = False
         if target.dialect == "wh":  # the join goes with the handshake: served after the welcome
             self.request += member.join_frame()
 
@@ -272,7 +271,7 @@ async def reconnect_storm(target: Target, pid: int, p: dict[str, Any]) -> dict[s
     storm = Storm(target, BACKOFF[target.dialect], seed=p.get("seed", 7))
     storm.delay_scale = p["delay_scale"]  # < 1 only in --quick: a smoke test, not a measure
     clients, per_room = p["clients"], p["members"]
-    storm.members = [Member(storm, i, f"r{i // per_room}") for i in range(clients)]
+    storm.members = [Member(storm, f"r{i // per_room}") for i in range(clients)]
     publishers: list[Conn] = []
     try:
         storm.expect(clients)
