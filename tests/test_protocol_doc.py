@@ -57,10 +57,11 @@ def table(heading: str) -> dict[str, list[str]]:
 
 
 def test_the_tags_are_found() -> None:
-    """The introspection sees all thirteen message types (so the checks below check something)."""
+    """The introspection sees all fifteen message types (so the checks below check something)."""
     assert set(message_classes()) == {
         "emit", "join", "leave", "ping", "auth",
         "welcome", "event", "ack", "error", "presence", "refresh", "gap", "skip",
+        "joined", "left",
     }  # fmt: skip
 
 

@@ -41,6 +41,14 @@ def room_hub(broker: MemoryBroker) -> Hub:
     async def shout(peer: Peer, text: str) -> None:
         await hub.to("news").emit("said", text, exclude=peer)
 
+    @hub.on("enter")  # server-side join and leave (Flask-SocketIO's join_room, a kick)
+    async def enter(peer: Peer, room: str) -> None:
+        await peer.join(room)
+
+    @hub.on("kick")
+    async def kick(peer: Peer, room: str) -> None:
+        await peer.leave(room)
+
     return hub
 
 
@@ -128,6 +136,59 @@ async def test_a_reconnection_that_cannot_recover_is_a_gap(pages: Pages, serve_h
     assert reconnected["gaps"] == ["news"]
     await site.emit("said", "live", room="news")
     assert await logged(page, 2) == [gap("recovery", (epoch, 0), (epoch, 5)), ["said", "live"]]
+
+
+async def test_a_room_the_server_joined_is_recovered_after_a_restart(
+    pages: Pages, serve_hub: Serve
+) -> None:
+    """``enter`` joins ``game`` server-side: ``joined`` fires, and after a restart the page
+    re-joins it with ``since`` and gets what was published while it was away, in order."""
+    hub = room_hub(MemoryBroker())
+    site = await serve_hub(hub)
+    page, _ = await joined(pages, site)
+    await page.evaluate(
+        """async () => {
+          window.back = new Promise((r) => hub.on("reconnect", r));
+          hub.on("joined", (room) => log.push(["joined", room]));
+          await hub.call("enter", "game");
+        }"""
+    )
+    await site.emit("said", 1, room="game")
+    assert await logged(page, 2) == [["joined", "game"], ["said", 1]]
+    assert sorted(await page.evaluate("() => hub.rooms")) == ["game", "news"]
+    await site.stop()
+    for n in (2, 3):
+        await hub.to("game").emit("said", n)
+    await site.start()
+    reconnected = await page.evaluate("() => back")
+    assert reconnected["recovered"] == {"news": True, "game": True}
+    await site.emit("said", 4, room="game")
+    assert (await logged(page, 5))[1:] == [["said", n] for n in (1, 2, 3, 4)]
+
+
+async def test_a_kicked_room_is_forgotten_and_not_replayed(pages: Pages, serve_hub: Serve) -> None:
+    """``kick`` takes the page out of ``news``: ``left`` fires, ``rooms`` drops it, and after a
+    restart it is not re-joined, so what was published after the kick never arrives."""
+    hub = room_hub(MemoryBroker())
+    site = await serve_hub(hub)
+    page, _ = await joined(pages, site)
+    await page.evaluate(
+        """async () => {
+          window.back = new Promise((r) => hub.on("reconnect", r));
+          hub.on("left", (room) => log.push(["left", room]));
+          await hub.join("other");
+          await hub.call("kick", "news");
+        }"""
+    )
+    assert await logged(page, 1) == [["left", "news"]]
+    assert await page.evaluate("() => hub.rooms") == ["other"]
+    await site.emit("said", "while kicked", room="news")
+    await site.stop()
+    await site.start()
+    assert (await page.evaluate("() => back"))["recovered"] == {"other": True}
+    assert set(hub.rooms) == {"other"}
+    await site.emit("said", "after", room="other")
+    assert await logged(page, 2) == [["left", "news"], ["said", "after"]]
 
 
 def early_hub() -> Hub:

@@ -110,6 +110,8 @@ class Client:
         self._session = Session()
         self._session.on_refresh = self._refresh_requested
         self._session.on_call = self._called
+        self._session.on_joined = self._server_joined
+        self._session.on_left = self._server_left
         if recover:
             self._session.streams.recover = self._refill
         self._rooms: set[str] = set()
@@ -221,7 +223,9 @@ class Client:
         are re-joined), ``"gap"`` (``Gap``: events of a room may be missing;
         called before any later event of that room), ``"error"`` (an
         ``EventError`` the server sent outside any request), ``"presence"``
-        (``PresenceChange``). Plain handlers run in order as messages arrive;
+        (``PresenceChange``), ``"joined"`` and ``"left"`` (the room's name:
+        the server put this client in a room, or took it out — ``rooms``
+        has changed). Plain handlers run in order as messages arrive;
         coroutine handlers are started as tasks. Usable as a decorator.
 
         When the server calls this client (``await peer.call(event, data)``),
@@ -311,7 +315,16 @@ class Client:
         ack = await self._request(f"join {room!r}", message, timeout, join=room, cause=cause)
         if not isinstance(ack, dict):
             raise CallError(ErrorCode.BAD_MESSAGE, f"the ack of join {room!r} is not an object")
+        if cause is not None and room not in self._rooms:
+            # The server took us out (``left``) while this re-join was on its way, and
+            # then the re-join put us back: leave again, the server's word stands.
+            self._session.streams.forget(room)
+            self._spawn(self._leave_quietly(room))
         return ack
+
+    async def _leave_quietly(self, room: str) -> None:
+        with contextlib.suppress(CallError, ConnectionClosed):
+            await self._request(f"leave {room!r}", partial(messages.leave_message, room), DEFAULT)
 
     async def _request(
         self,
@@ -359,18 +372,37 @@ class Client:
     ) -> None:
         self._ws = ws
         self.welcome = welcome
-        for room, position in welcome.rooms.items():
-            # Rooms the server's connect handler put us in: ours from now on,
-            # re-joined with recovery like the rest. (On a reconnect the ones we
-            # already track keep their older position, so recovery still replays.)
-            if room not in self._rooms:
-                self._rooms.add(room)
-                self._session.streams.joined(room, position)
+        # Rooms the server's connect handler put us in: ours from now on,
+        # re-joined with recovery like the rest. (On a reconnect the ones we
+        # already track keep their older position, so recovery still replays.)
+        new = [room for room, position in welcome.rooms.items() if self._track(room, position)]
         self.state = State.OPEN
         logger.info("connected to %s as %s", self.url, welcome.peer)
         self._session.handlers.call("connect")
+        for room in new:
+            self._session.handlers.call("joined", room)
         for message in early:
             self._session.receive(message)
+
+    def _server_joined(self, room: str, position: wire.Position) -> None:
+        """The server put this client in ``room`` (a ``joined`` message)."""
+        if self._track(room, position):
+            self._session.handlers.call("joined", room)
+
+    def _track(self, room: str, position: wire.Position) -> bool:
+        """Track ``room`` (re-joined after a reconnection) from ``position`` on, like a
+        room this client joined itself; True when it is new to ``rooms``."""
+        self._session.streams.start(room, position)
+        new = room not in self._rooms
+        self._rooms.add(room)
+        return new
+
+    def _server_left(self, room: str) -> None:
+        """The server took this client out of ``room`` (a kick): forgotten, not re-joined."""
+        self._session.streams.forget(room)
+        if room in self._rooms:
+            self._rooms.discard(room)
+            self._session.handlers.call("left", room)
 
     def _connection_lost(self, why: ConnectionClosed) -> None:
         self._ws = None
@@ -432,6 +464,8 @@ class Client:
         try:
             ack = await self._join(room, since, 0, DEFAULT, "recovery")
         except CallError as exc:  # refused now (or timed out): no longer a member
+            if room not in self._rooms:
+                return False  # the server took us out meanwhile (``left``): nothing missed
             self._rooms.discard(room)
             streams.forget(room)
             gap = Gap(room, "recovery", last, None, f"could not re-join: {exc}")

@@ -35,7 +35,9 @@ logger = logging.getLogger("wirehub.client")
 
 Handler = Callable[..., Any]
 
-LIFECYCLE = frozenset({"connect", "disconnect", "reconnect", "error", "presence", "gap"})
+LIFECYCLE = frozenset(
+    {"connect", "disconnect", "reconnect", "error", "presence", "gap", "joined", "left"}
+)
 """Names ``Client.on`` reserves for the client's own callbacks (not server events)."""
 
 

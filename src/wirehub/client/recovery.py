@@ -68,6 +68,12 @@ class Streams(Generic[T]):
         held = self._held.setdefault(room, _Hold([], cause))
         held.cause = held.cause or cause
 
+    def start(self, room: str, position: Position) -> None:
+        """The server put this client in ``room`` at ``position`` (``welcome.rooms``, a
+        ``joined`` message). A position already known is kept: its events follow it,
+        and a join in flight is answered by its ack."""
+        self._positions.setdefault(room, position)
+
     def restart(self, room: str) -> None:
         """Forget the position (a join with ``history`` replays events seen before)."""
         self._positions.pop(room, None)

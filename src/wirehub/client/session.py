@@ -55,6 +55,10 @@ class Session:
         """Called with ``expires_in`` when the server asks for a new token (``refresh``)."""
         self.on_call: Callable[[int, EventInfo, Any], None] | None = None
         """Called with the id, the ``EventInfo`` and the data of a call from the server."""
+        self.on_joined: Callable[[str, wire.Position], None] | None = None
+        """Called with the room and position of a server-side join (``joined``)."""
+        self.on_left: Callable[[str], None] | None = None
+        """Called with the room of a server-side leave (``left``)."""
 
     # -- requests --------------------------------------------------------------
 
@@ -117,6 +121,12 @@ class Session:
         elif type(message) is wire.Skip:
             position = wire.Position(message.epoch, message.offset)
             self.deliver(self.streams.skip(message.room, position))
+        elif type(message) is wire.Joined:
+            if self.on_joined is not None:
+                self.on_joined(message.room, wire.Position(message.epoch, message.offset))
+        elif type(message) is wire.Left:
+            if self.on_left is not None:
+                self.on_left(message.room)
         elif type(message) is wire.Refresh:
             if self.on_refresh is not None:
                 self.on_refresh(message.expires_in)

@@ -141,18 +141,33 @@ class Peer:
         """Add this peer to ``room``; the server decides, so no authorization runs.
 
         Every event of the room published after it returns reaches the peer
-        (before the welcome: right after it). Raises
-        ``wirehub.exceptions.Unavailable`` when the broker cannot subscribe
-        the room now.
+        (before the welcome: right after it). The client is told, so it
+        re-joins the room after a reconnection: in the welcome's ``rooms``,
+        or after the welcome with a ``joined`` message (PROTOCOL.md §3).
+        Raises ``wirehub.exceptions.Unavailable`` when the broker cannot
+        subscribe the room now.
         """
-        position = await self.node.rooms.join(self, room)
-        if position is not None and not self.welcomed:
-            self._starts.setdefault(room, position)  # announced in the welcome
+        await self.node.rooms.join(self, room, started=self._joined)
 
     async def leave(self, room: str) -> None:
-        """Take this peer out of ``room`` (nothing happens if it is not in it)."""
+        """Take this peer out of ``room`` (nothing happens if it is not in it).
+
+        The client is told with a ``left`` message after the room's last
+        event it gets, so it does not re-join the room after a reconnection.
+        """
         self._starts.pop(room, None)
-        await self.node.rooms.leave(self, room)
+        await self.node.rooms.leave(self, room, ended=self._left)
+
+    def _joined(self, room: str, position: wire.Position) -> None:
+        """A server-side join made this peer a member at ``position`` (before any event)."""
+        if self.welcomed:
+            self.send(wire.encode(wire.Joined(room, position.epoch, position.offset)), True)
+        else:
+            self._starts.setdefault(room, position)  # announced in the welcome
+
+    def _left(self, room: str) -> None:
+        if self.welcomed:
+            self.send(wire.encode(wire.Left(room)), True)
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close the connection; ``disconnect`` handlers run once it is closed.

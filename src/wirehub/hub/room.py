@@ -176,14 +176,24 @@ class Rooms:
 
     # -- joining and leaving ---------------------------------------------------
 
-    async def join(self, member: Member, name: str, *, hold: bool = False) -> wire.Position | None:
+    async def join(
+        self,
+        member: Member,
+        name: str,
+        *,
+        hold: bool = False,
+        started: Callable[[str, wire.Position], None] | None = None,
+    ) -> wire.Position | None:
         """Add ``member`` to room ``name`` (no authorization: the server decides).
 
         Returns the member's position in the room: every event after it
         reaches the member (None if it left or disconnected meanwhile).
         ``hold`` keeps what the room sends it in ``room.holds`` (a join that
-        replays history). Raises ``Unavailable`` when the broker cannot
-        confirm the room's subscription.
+        replays history). ``started(name, position)`` is called the moment
+        this call makes it a member (not when it already was), before any
+        event of the room can reach it: a server-side join tells the client
+        there. Raises ``Unavailable`` when the broker cannot confirm the
+        room's subscription.
         """
         if not member.connected:
             return None
@@ -215,16 +225,27 @@ class Rooms:
         if not member.connected or name not in self._of.get(member, ()):
             await self._left_while_joining(member, room)
             return None
+        added = member not in room.members
         room.members.add(member)
         if hold:
             room.holds[member] = []
         position = room.stream.position
+        if added and started is not None:
+            assert position is not None
+            started(name, position)
         if self.presence:
             await self._announce(name, "joined", member)
         return position
 
-    async def leave(self, member: Member, name: str) -> None:
-        """Take ``member`` out of room ``name`` (nothing if it is not in it)."""
+    async def leave(
+        self, member: Member, name: str, *, ended: Callable[[str], None] | None = None
+    ) -> None:
+        """Take ``member`` out of room ``name`` (nothing if it is not in it).
+
+        ``ended(name)`` is called the moment it stops being a member, after
+        the last event of the room it gets (a server-side leave tells the
+        client there). A join still deciding fails instead (it sees it left).
+        """
         joined = self._of.get(member)
         if joined is None or name not in joined:
             return
@@ -234,7 +255,10 @@ class Rooms:
         room = self.by_name.get(name)
         if room is None or member not in room.members:
             return  # still joining: the join sees it left
-        if self._forget(member, name):
+        emptied = self._forget(member, name)
+        if ended is not None:
+            ended(name)
+        if emptied:
             await self._holder.broker.unsubscribe(name)
         if self.presence:
             await self._announce(name, "left", member)
@@ -389,6 +413,8 @@ class Rooms:
         except Exception as exc:
             await self.leave(member, room.name)
             raise Unavailable(f"cannot read the history of room {room.name!r} now: {exc}") from None
+        if member not in room.members:  # left (a kick) while history was read: no replay
+            raise Unavailable(f"left room {room.name!r} while joining it")
         assert room.stream is not None
         now = room.stream.position
         assert now is not None

@@ -8,7 +8,7 @@ big-endian length N, N bytes of the JSON header (the same message without
 Client → server: ``emit``, ``join``, ``leave``, ``ping``, ``auth``, and ``ack``/``error``
 answering an ``event`` the server sent with an ``id`` (a call).
 Server → client: ``welcome``, ``event``, ``ack``, ``error``, ``presence``, ``refresh``, ``gap``,
-``skip``.
+``skip``, ``joined``, ``left``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ __all__ = [
     "Emit",
     "Gap",
     "Join",
+    "Joined",
     "Leave",
+    "Left",
     "Ping",
     "Position",
     "Refresh",
@@ -51,7 +53,17 @@ __all__ = [
 PROTOCOL_VERSION = 1
 
 CLIENT_CALLBACKS = frozenset(
-    {"connect", "disconnect", "reconnecting", "reconnect", "error", "presence", "gap"}
+    {
+        "connect",
+        "disconnect",
+        "reconnecting",
+        "reconnect",
+        "error",
+        "presence",
+        "gap",
+        "joined",
+        "left",
+    }
 )
 """Names the clients keep for their own callbacks: an event so named would never reach
 the application (both clients drop it), so the server refuses to send one (§3)."""
@@ -202,7 +214,22 @@ class Skip(msgspec.Struct, tag="skip", tag_field="type"):
     offset: int
 
 
-ServerMessage = Welcome | Event | Ack | Error | Presence | Refresh | Gap | Skip
+class Joined(msgspec.Struct, tag="joined", tag_field="type"):
+    """The server put this client in ``room`` (after its welcome); every event of the room
+    after ``(epoch, offset)`` reaches it, like a ``welcome.rooms`` entry (PROTOCOL.md §3)."""
+
+    room: str
+    epoch: str
+    offset: int
+
+
+class Left(msgspec.Struct, tag="left", tag_field="type"):
+    """The server took this client out of ``room``: no event of it follows (PROTOCOL.md §3)."""
+
+    room: str
+
+
+ServerMessage = Welcome | Event | Ack | Error | Presence | Refresh | Gap | Skip | Joined | Left
 
 
 def _enc_hook(obj: Any) -> Any:

@@ -271,6 +271,10 @@ export interface LifecycleEvents {
   presence: (change: PresenceChange) => void;
   /** Reported before any later event of that room. */
   gap: (gap: Gap) => void;
+  /** The server put this client in a room (re-joined after a reconnect from now on). */
+  joined: (room: string) => void;
+  /** The server took this client out of a room (a kick): not re-joined. */
+  left: (room: string) => void;
 }
 
 /** Event data as received: JSON, or a Uint8Array for a binary event. */
@@ -288,7 +292,7 @@ export declare class Client {
   readonly welcome: Welcome | null;
   /** How the client is connected now (null when not open). */
   readonly transport: Transport | null;
-  /** The rooms joined (and re-joined after a reconnect). */
+  /** The rooms joined, by this client or by the server (re-joined after a reconnect). */
   readonly rooms: string[];
   readonly queueLimit: number;
 

@@ -76,6 +76,7 @@ function shouldReconnect(code) {
 // Names of the client's own callbacks: server events with these names are not delivered.
 const LIFECYCLE = new Set([
   "connect", "disconnect", "reconnecting", "reconnect", "error", "presence", "gap",
+  "joined", "left",
 ]);
 
 // -- Errors ---------------------------------------------------------------
@@ -274,7 +275,7 @@ class Client {
     return this.welcome && this.state === "open" ? this.welcome.peer : null;
   }
 
-  /** The rooms this client joined (and re-joins after a reconnect). */
+  /** The rooms this client is in, joined by it or by the server (re-joined after a reconnect). */
   get rooms() {
     return [...this._rooms];
   }
@@ -284,7 +285,8 @@ class Client {
   /**
    * Call `handler` for server event `event` with `(data, meta)`, or for a
    * lifecycle callback: "connect", "disconnect", "reconnecting",
-   * "reconnect", "error", "presence", "gap". Returns a function that unregisters it.
+   * "reconnect", "error", "presence", "gap", "joined" and "left" (the room's name: the
+   * server put this client in a room, or took it out). Returns a function that unregisters it.
    * An event's first handler answers the server's calls (peer.call) with its value.
    */
   on(event, handler) {
@@ -469,6 +471,8 @@ class Client {
     if (request.room !== null && request.id) {
       if (!error && data && typeof data.epoch === "string") this._joined(request.room, data);
       else this._release(request.room, false);
+      // A re-join answered after the server took us out ("left"): leave again, its word stands.
+      if (!error && request.message.since && !this._rooms.has(request.room)) this.leave(request.room).catch(() => {});
     }
     if (error) request.reject(error);
     else request.resolve(data);
@@ -514,6 +518,10 @@ class Client {
         return this._arrive(message.room, { pos: { epoch: message.epoch, offset: message.offset }, notice: message.reason || "" });
       case "skip": // an event that excluded us: it takes its offset, the page gets nothing
         return this._arrive(message.room, { pos: { epoch: message.epoch, offset: message.offset }, skip: true });
+      case "joined": // the server put us in a room: its events follow this position
+        return this._serverJoined(message.room, { epoch: message.epoch, offset: message.offset });
+      case "left": // the server took us out (a kick): no event of it follows
+        return this._serverLeft(message.room);
       default:
         return undefined; // PROTOCOL.md §11: ignore message types we do not know
     }
@@ -776,7 +784,7 @@ class Client {
     }
     const attempts = this._attempt;
     const reconnected = this.welcome !== null;
-    this._adoptRooms(welcome.rooms || {}, reconnected);
+    const adopted = this._adoptRooms(welcome.rooms || {}, reconnected);
     this.welcome = welcome;
     this.state = "open";
     this._attempt = 0;
@@ -792,6 +800,7 @@ class Client {
     this._startHeartbeat();
     for (const waiter of this._waiters.splice(0)) waiter.resolve(this);
     this._fire("connect", welcome);
+    for (const room of adopted) this._fire("joined", room);
     for (const [message, data] of this._early.splice(0)) this._handle(message, data);
     if (restored) {
       const closed = welcome.closed || null;
@@ -803,12 +812,31 @@ class Client {
    * Rooms the server joined this peer to before welcoming it, with their
    * positions (PROTOCOL.md §7): those of the first welcome count as joined.
    * A known position is kept, so the re-join still recovers what was missed.
+   * Returns the rooms new to `rooms`.
    */
   _adoptRooms(rooms, reconnected) {
+    const adopted = [];
     for (const [room, position] of Object.entries(rooms)) {
+      if (!reconnected && !this._rooms.has(room)) adopted.push(room);
       if (!reconnected) this._rooms.add(room);
       if (!this._positions.has(room)) this._positions.set(room, { epoch: position.epoch, offset: position.offset });
     }
+    return adopted;
+  }
+
+  /** The server joined us to `room`: ours from `position` on (a known position is kept). */
+  _serverJoined(room, position) {
+    if (!this._positions.has(room)) this._positions.set(room, position);
+    if (this._rooms.has(room)) return;
+    this._rooms.add(room);
+    this._fire("joined", room);
+  }
+
+  /** The server took us out of `room`: forgotten, so never re-joined nor replayed. */
+  _serverLeft(room) {
+    this._positions.delete(room);
+    this._held.delete(room);
+    if (this._rooms.delete(room)) this._fire("left", room);
   }
 
   /** Re-join every room with `since` = its last position; resolve with what was recovered. */
@@ -835,6 +863,7 @@ class Client {
       return { ack, recovered: Boolean(since && ack.recovered) };
     } catch (error) {
       if (error instanceof ConnectionClosed) return null;
+      if (!this._rooms.has(room)) return { ack: null, recovered: false }; // "left" meanwhile
       this._rooms.delete(room); // refused now: no longer a member
       this._positions.delete(room);
       this._gap(room, "recovery", since || null, null, `could not re-join: ${error.message}`);

@@ -1,0 +1,131 @@
+"""Server-side joins and leaves after the welcome are told to the client (``joined``/``left``).
+
+Over real sockets, with the independent wire client: the ``joined`` message
+comes before any event of the room, even while events are published at the
+same moment (and with presence, whose announcement awaits the broker); the
+``left`` message comes after the last one; a join of a room the peer is
+already in says nothing; a kick while the client's own join replays history
+fails that join (the client is not left believing it is a member).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.conftest import UNIT, serve
+from tests.hub.test_guarantee import Gated
+from tests.hub.wire import WireClient, expect_nothing
+from wirehub import Hub, Peer
+
+
+def joining_hub(**options: Any) -> Hub:
+    """``enter``/``kick`` join and leave the caller to/from the room it names, server-side."""
+    hub = Hub(**options)
+
+    @hub.on("enter")
+    async def enter(peer: Peer, room: str) -> None:
+        await peer.join(room)
+
+    @hub.on("kick")
+    async def kick(peer: Peer, room: str) -> None:
+        await peer.leave(room)
+
+    return hub
+
+
+async def until(client: WireClient, kind: str) -> list[dict[str, Any]]:
+    """Messages up to and including the first of type ``kind``."""
+    seen = [await client.recv()]
+    while seen[-1]["type"] != kind:
+        seen.append(await client.recv())
+    return seen
+
+
+@pytest.mark.parametrize("presence", [False, True])
+async def test_joined_comes_before_the_rooms_events_while_they_are_published(
+    presence: bool,
+) -> None:
+    """With events published all along, ``joined`` precedes the room's first event, which
+    follows its position (with presence too, whose announcement awaits the broker)."""
+    hub = joining_hub(presence=presence)
+    stop = asyncio.Event()
+
+    async def publish() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            await hub.to("game").emit("tick", n)
+            await asyncio.sleep(0)
+
+    async with serve(hub) as s, await WireClient.open(s.ws("/ws")) as client:
+        publisher = asyncio.create_task(publish())
+        try:
+            await asyncio.sleep(0.02 * UNIT)  # the room has a history by now
+            await client.send({"type": "emit", "event": "enter", "data": "game", "id": 1})
+            seen = await until(client, "joined")
+            assert not [m for m in seen if m["type"] == "event"], seen
+            joined = seen[-1]
+            assert joined["offset"] > 0, joined
+            first = await until(client, "event")
+        finally:
+            stop.set()
+            await publisher
+        event = first[-1]
+        assert (event["epoch"], event["offset"]) == (joined["epoch"], joined["offset"] + 1)
+
+
+async def test_a_kick_is_told_after_the_events_before_it() -> None:
+    """The wire order: event 1, ``left``, then the kick's ack; event 2 never comes."""
+    hub = joining_hub()
+    async with serve(hub) as s, await WireClient.open(s.ws("/ws")) as client:
+        await client.join("lobby")
+        await hub.to("lobby").emit("said", 1)
+        await client.send({"type": "emit", "event": "kick", "data": "lobby", "id": 7})
+        seen = await until(client, "ack")
+        assert [(m["type"], m.get("data")) for m in seen] == [
+            ("event", 1),
+            ("left", None),
+            ("ack", None),
+        ]
+        assert seen[1] == {"type": "left", "room": "lobby"}
+        await hub.to("lobby").emit("said", 2)
+        await expect_nothing(client)
+
+
+async def test_a_server_join_of_a_room_already_joined_says_nothing() -> None:
+    """The client joined the room itself: the server's join of it sends no ``joined``."""
+    hub = joining_hub()
+    async with serve(hub) as s, await WireClient.open(s.ws("/ws")) as client:
+        await client.join("lobby")
+        assert (await client.call("enter", "lobby"))["type"] == "ack"
+        await expect_nothing(client)
+
+
+async def test_a_kick_while_the_clients_join_replays_fails_that_join() -> None:
+    """A kick while a ``since`` join reads history: ``left``, then the join's error, no replay."""
+    broker = Gated()
+    hub = joining_hub(broker=broker)
+    async with (
+        serve(hub) as s,
+        await WireClient.open(s.ws("/ws")) as client,
+    ):
+        broker.subscribe_gate.set()
+        epoch = (await client.join("r"))["data"]["epoch"]
+        await hub.to("r").emit("e", 1)
+        await client.recv()
+        broker.history_gate.clear()
+        broker.reading.clear()
+        await client.send({"type": "join", "room": "r", "since": {"epoch": epoch, "offset": 0},
+                           "id": 50})  # fmt: skip
+        await asyncio.wait_for(broker.reading.wait(), UNIT)
+        (peer,) = hub.rooms["r"].members
+        await peer.leave("r")  # the server's kick, as a handler would
+        broker.history_gate.set()
+        seen = await until(client, "error")
+        assert [m["type"] for m in seen] == ["left", "error"]
+        assert "r" not in hub.rooms
+        await hub.to("r").emit("e", 2)
+        await expect_nothing(client)
