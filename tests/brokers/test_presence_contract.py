@@ -28,6 +28,7 @@ class Backend:
     make: Callable[[], Any]  # -> an awaitable of a started PresenceStore
     elapse: Callable[[float], Any]  # -> an awaitable; advances the store's clock
     ttl: float
+    wipe: Callable[[], Any]  # -> an awaitable; the store loses everything (Redis: FLUSHALL)
 
 
 class FakeClock:
@@ -50,7 +51,10 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         async def shared_store() -> MemoryPresence:
             return shared
 
-        yield Backend(shared_store, clock.elapse, shared.ttl)
+        async def forget_all() -> None:  # the only loss in memory is reaping: do it all
+            shared.__init__(ttl=shared.ttl, clock=clock)  # type: ignore[misc]
+
+        yield Backend(shared_store, clock.elapse, shared.ttl, forget_all)
         return
     if request.param == "redis":
         url, cluster = request.getfixturevalue("redis_url"), False
@@ -60,14 +64,21 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     ttl = UNIT / 2
     async with contextlib.AsyncExitStack() as stack:
 
+        stores: list[RedisPresence] = []
+
         async def redis_store() -> RedisPresence:
             store = RedisPresence(url, prefix=prefix, ttl=ttl, cluster=cluster)
             await store.start()
             stack.push_async_callback(store.close)
             await warm(store)
+            stores.append(store)
             return store
 
-        yield Backend(redis_store, asyncio.sleep, ttl)
+        async def flush() -> None:  # this test's keys only: the redis-server is shared
+            client = stores[0]._client
+            await client.delete(*[key async for key in client.scan_iter(stores[0].base + "*")])
+
+        yield Backend(redis_store, asyncio.sleep, ttl, flush)
 
 
 async def warm(store: RedisPresence) -> None:
@@ -140,15 +151,61 @@ async def test_heartbeats_keep_a_node_and_a_reaped_node_is_told(backend: Backend
     await b.add("B", "lobby", peer("p2", "B"))
     for _ in range(3):
         await backend.elapse(backend.ttl / 2)
-        assert not (await a.heartbeat("A", ["lobby"])).reaped
+        assert not (await a.heartbeat("A", ["lobby"])).lost
         assert (await b.heartbeat("B", ["lobby"])).departed == []
     assert await ids(a, "lobby") == {"p1", "p2"}
     await backend.elapse(backend.ttl * 1.2)  # A misses its heartbeats (a blocked event loop)
     assert [d[1].id for d in (await b.heartbeat("B", ["lobby"])).departed] == ["p1"]
     beat = await a.heartbeat("A", ["lobby"])
-    assert beat.reaped and beat.departed == []
+    assert beat.lost and beat.departed == []
     await a.add("A", "lobby", peer("p1", "A"))
     assert await ids(b, "lobby") == {"p1", "p2"}
+
+
+async def test_a_node_whose_entries_the_store_lost_is_told_and_syncs(backend: Backend) -> None:
+    """After the store lost everything (Redis restarted empty), the next add or heartbeat of
+    each node says so, and ``sync`` makes the node's entries its list again, and only it."""
+    a, b = await backend.make(), await backend.make()
+    assert not await a.add("A", "lobby", peer("p1", "A"))  # a node the store never saw
+    assert await a.add("A", "kitchen", peer("p1", "A"))
+    assert not await b.add("B", "lobby", peer("p2", "B"))
+    assert not (await a.heartbeat("A", ["lobby", "kitchen"])).lost
+    await backend.wipe()
+    assert not await a.add("A", "lobby", peer("p3", "A"))  # a join before any heartbeat
+    assert await a.add("A", "lobby", peer("p4", "A"))  # known again: only one add is told
+    assert (await b.heartbeat("B", ["lobby"])).lost
+    await a.sync("A", [("lobby", peer("p1", "A")), ("kitchen", peer("p1", "A"))])
+    await a.sync("A", [(r, peer(p, "A")) for r, p in [("lobby", "p1"), ("lobby", "p3")]])
+    await b.sync("B", [("lobby", peer("p2", "B"))])
+    assert await ids(b, "lobby") == {"p1", "p2", "p3"}  # p4 left, kitchen too: sync replaces
+    assert await a.rooms() == {"lobby": 3}
+    assert not (await a.heartbeat("A", ["lobby"])).lost
+    assert not (await b.heartbeat("B", ["lobby"])).lost
+    await backend.elapse(backend.ttl * 1.1)
+    await b.heartbeat("B", ["lobby"])  # A falls silent: its synced entries are reaped as usual
+    assert await ids(b, "lobby") == {"p2"}
+
+
+@pytest.mark.parametrize("lost", ["nodes", "node:A", "room:lobby", "counts"])
+async def test_redis_heals_from_losing_any_one_key(redis_url: str, prefix: str, lost: str) -> None:
+    """Redis evicting one presence key (``maxmemory``): the next heartbeat of its node says
+    the node's entries are lost (or, for ``counts``, writes it again)."""
+    store = RedisPresence(redis_url, prefix=prefix, ttl=UNIT)
+    await store.start()
+    try:
+        await store.add("A", "lobby", peer("p1", "A"))
+        await store.add("A", "kitchen", peer("p1", "A"))
+        assert not (await store.heartbeat("A", ["lobby", "kitchen"])).lost
+        await store._client.delete(store.base + lost)
+        beat = await store.heartbeat("A", ["lobby", "kitchen"])
+        assert beat.lost == (lost != "counts")
+        if beat.lost:
+            await store.sync("A", [(r, peer("p1", "A")) for r in ("lobby", "kitchen")])
+        assert await ids(store, "lobby") == {"p1"}
+        assert await store.rooms() == {"lobby": 1, "kitchen": 1}
+        assert not (await store.heartbeat("A", ["lobby", "kitchen"])).lost
+    finally:
+        await store.close()
 
 
 async def test_redis_state_expires_and_info_is_bounded(redis_url: str, prefix: str) -> None:

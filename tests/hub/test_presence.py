@@ -15,12 +15,14 @@ from typing import Any
 import pytest
 
 from tests.apps.ops import make_hub
-from tests.conftest import UNIT, Served, serve
+from tests.brokers.test_redis import StateWatch
+from tests.conftest import TICK, UNIT, Served, serve
 from tests.hub.wire import WireClient
+from tests.services import running_redis
 from tests.test_cli import START, served_url
 from wirehub import ConfigError, Hub
 from wirehub.brokers.presence import MemoryPresence
-from wirehub.brokers.redis import RedisBroker
+from wirehub.brokers.redis import BrokerState, RedisBroker
 from wirehub.brokers.redis_presence import RedisPresence
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,9 +41,9 @@ async def presence_notice(client: WireClient, timeout: float = UNIT) -> dict[str
     return message
 
 
-def redis_node(redis_url: str, prefix: str) -> Hub:
+def redis_node(redis_url: str, prefix: str, **options: Any) -> Hub:
     store = RedisPresence(redis_url, prefix=prefix, ttl=TTL)
-    return make_hub(broker=RedisBroker(redis_url, prefix=prefix), presence=store)
+    return make_hub(broker=RedisBroker(redis_url, prefix=prefix, **options), presence=store)
 
 
 @contextlib.asynccontextmanager
@@ -136,3 +138,43 @@ async def test_a_node_killed_with_kill_9_leaves_within_the_bound(
         if process.returncode is None:
             process.kill()
         await asyncio.wait_for(process.wait(), START)
+
+
+async def test_members_are_listed_again_after_redis_restarts_empty(prefix: str) -> None:
+    """Redis killed and restarted empty under two nodes: a join on one node right away lists
+    that node's earlier members, and both nodes' are listed within one heartbeat interval."""
+    with running_redis() as redis_server:
+        watches = [StateWatch(), StateWatch()]
+        hubs = [
+            redis_node(redis_server.url, prefix, reconnect=(0.02, 0.2), on_state_change=watch)
+            for watch in watches
+        ]
+        async with contextlib.AsyncExitStack() as stack:
+            nodes = [await stack.enter_async_context(serve(hub)) for hub in hubs]
+            clients = [
+                await stack.enter_async_context(await WireClient.open(node.ws("/ws")))
+                for node in (*nodes, *nodes)
+            ]
+            for client in clients:
+                await client.join("lobby")
+            everyone = {client.id for client in clients}
+            assert ids(await hubs[1].members("lobby")) == everyone
+
+            redis_server.kill()
+            await asyncio.to_thread(redis_server.start)
+            back = time.monotonic()
+            for hub, watch in zip(hubs, watches, strict=True):
+                assert isinstance(hub.broker, RedisBroker)
+                await watch.reach(BrokerState.CONNECTED, hub.broker, 5 * UNIT)
+            # The first join on node 0 comes before its heartbeat finds the loss.
+            late = await stack.enter_async_context(await WireClient.open(nodes[0].ws("/ws")))
+            ack = await late.join("lobby")
+            assert {clients[0].id, clients[2].id, late.id} <= ids(ack["data"]["members"])
+            everyone.add(late.id)
+            async with asyncio.timeout(TTL / 3 + UNIT):  # node 1 heartbeats within TTL / 3
+                while ids(await hubs[1].members("lobby")) != everyone:
+                    await asyncio.sleep(TICK)
+            took = time.monotonic() - back
+            assert took <= TTL / 3 + UNIT / 2, took
+            assert ids(await hubs[0].members("lobby")) == everyone
+            assert await hubs[0].room_sizes() == {"lobby": 5}

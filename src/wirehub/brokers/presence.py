@@ -48,13 +48,14 @@ class Heartbeat:
 
     ``departed``: ``(room, peer)`` entries of dead nodes this heartbeat
     removed — this caller alone got them, and announces their leaves.
-    ``reaped``: this very node had been taken for dead (it missed its
-    heartbeats, e.g. its event loop was blocked): its entries are gone, and
-    it must ``add`` its peers again.
+    ``lost``: the store lost this very node's entries, or some of them: it
+    had been taken for dead (it missed its heartbeats, e.g. its event loop
+    was blocked), or Redis restarted empty, was flushed or evicted keys. The
+    node must ``sync`` its peers again.
     """
 
     departed: list[tuple[str, PeerInfo]]
-    reaped: bool = False
+    lost: bool = False
 
 
 class PresenceStore(Protocol):
@@ -67,8 +68,10 @@ class PresenceStore(Protocol):
       than ``ttl`` seconds old; ``rooms()`` counts them per room.
     - A dead node's entries are returned by exactly one later ``heartbeat``
       of another node (``Heartbeat.departed``), then are gone.
-    - A node whose entries were removed while it lived finds out from its next
-      ``heartbeat`` (``Heartbeat.reaped``).
+    - A node whose entries were removed while it lived (reaped, or the store
+      lost them) finds out from its next ``heartbeat`` (``Heartbeat.lost``),
+      or from its next ``add``, which returns False (the store did not know
+      the node); ``sync`` then records them all again.
     - What a store keeps is bounded by the peers and rooms of live nodes, and
       (in Redis) expires ``ttl`` after the last heartbeat of the last node.
     """
@@ -81,8 +84,15 @@ class PresenceStore(Protocol):
     async def close(self) -> None:
         """Release connections."""
 
-    async def add(self, node: str, room: str, peer: PeerInfo) -> None:
-        """``peer`` (connected to ``node``) is in ``room``."""
+    async def add(self, node: str, room: str, peer: PeerInfo) -> bool:
+        """``peer`` (connected to ``node``) is in ``room``.
+
+        Returns False when the store did not know ``node`` (new, reaped, or
+        its entries lost): the node's other entries may be missing.
+        """
+
+    async def sync(self, node: str, entries: Collection[tuple[str, PeerInfo]]) -> None:
+        """Make ``node``'s entries exactly ``entries`` (``(room, peer)``), in one step."""
 
     async def remove(self, node: str, room: str, peer_id: str) -> None:
         """The peer left ``room``."""
@@ -121,10 +131,19 @@ class MemoryPresence:
     async def close(self) -> None:
         pass
 
-    async def add(self, node: str, room: str, peer: PeerInfo) -> None:
+    async def add(self, node: str, room: str, peer: PeerInfo) -> bool:
+        known = node in self._deadlines
         self._deadlines[node] = self._clock() + self.ttl
         self._rooms.setdefault(room, {})[peer.id] = peer
         self._held[node].add((room, peer.id))
+        return known
+
+    async def sync(self, node: str, entries: Collection[tuple[str, PeerInfo]]) -> None:
+        wanted = {(room, peer.id) for room, peer in entries}
+        for room, peer_id in self._held[node] - wanted:
+            await self.remove(node, room, peer_id)
+        for room, peer in entries:
+            await self.add(node, room, peer)
 
     async def remove(self, node: str, room: str, peer_id: str) -> None:
         self._drop(room, peer_id)
@@ -140,7 +159,7 @@ class MemoryPresence:
 
     async def heartbeat(self, node: str, rooms: Collection[str]) -> Heartbeat:
         now = self._clock()
-        reaped = node not in self._deadlines
+        lost = node not in self._deadlines
         self._deadlines[node] = now + self.ttl
         departed = []
         for dead in [n for n, deadline in self._deadlines.items() if deadline <= now]:
@@ -149,7 +168,7 @@ class MemoryPresence:
                 peer = self._drop(room, peer_id)
                 if peer is not None:
                     departed.append((room, peer))
-        return Heartbeat(departed, reaped)
+        return Heartbeat(departed, lost)
 
     async def drop(self, node: str) -> None:
         self._deadlines.pop(node, None)

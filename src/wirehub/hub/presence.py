@@ -13,8 +13,16 @@ its rooms' keys. A node that dies without leaving (``kill -9``, a lost
 machine) drops out of ``members`` ``ttl`` seconds after its last heartbeat,
 and the first heartbeat of another node after that sends a ``left`` notice
 for each of its members: so within ``ttl + ttl / 3`` (20 s with the default
-``ttl`` of 15 s). A node that was taken for dead while it lived (its event
-loop blocked past ``ttl``) records its peers again at its next heartbeat.
+``ttl`` of 15 s).
+
+This node's rooms are the truth; the store is a copy Redis may lose (a
+restart without persistence, FLUSHALL, an evicted key) or that may miss a
+write (Redis unreachable for a moment), and the node may have been taken for
+dead while it lived (its event loop blocked past ``ttl``). Whenever a join
+finds the store did not know this node, a heartbeat finds the node's entries
+lost, or a write failed, the node makes its entries in the store its local
+memberships again (``PresenceStore.sync``): before that join's ack, or at
+that heartbeat, so within one heartbeat interval of Redis coming back.
 
 Presence is best effort, like its notices (docs/events.md): when the store
 cannot be reached, joins and leaves still happen, the failure is logged,
@@ -76,6 +84,8 @@ class ClusterPresence:
         self.node = ""  # set at start: after a fork, each worker is a node of its own
         self._running = False
         self._heartbeats: asyncio.Task[None] | None = None
+        self._syncing = asyncio.Lock()
+        self._stale = False  # a write failed: the store may lack a join or keep a leave
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -118,16 +128,21 @@ class ClusterPresence:
 
     async def record(self, room: str, change: str, member: Member) -> None:
         """Store a ``"joined"`` or ``"left"`` of a local member (before its notice)."""
-        if not self._running:
-            return
+        if self._running and not await self._write(room, change, member):
+            await self._sync("a join found this node unknown")
+
+    async def _write(self, room: str, change: str, member: Member) -> bool:
+        """Write one change; False when the store did not know this node (it lost its entries)."""
         assert self.store is not None
         try:
             if change == "joined":
-                await self.store.add(self.node, room, PeerInfo(member.id, member.info, self.node))
-            else:
-                await self.store.remove(self.node, room, member.id)
+                peer = PeerInfo(member.id, member.info, self.node)
+                return await self.store.add(self.node, room, peer)
+            await self.store.remove(self.node, room, member.id)
         except Exception as exc:
+            self._stale = True  # the next heartbeat syncs
             logger.warning("room %r: presence of %s not recorded: %r", room, member.id, exc)
+        return True
 
     async def members(self, room: str) -> list[dict[str, Any]]:
         """``[{"id", "info"}, ...]`` of every node (this node's only if the store fails)."""
@@ -154,23 +169,43 @@ class ClusterPresence:
 
     async def _beat(self) -> None:
         assert self.store is not None
-        rooms = list(self.rooms.by_name)
+        rooms = [name for name, room in self.rooms.by_name.items() if room.members]
         try:
             beat = await self.store.heartbeat(self.node, rooms)
         except Exception as exc:
             logger.warning("presence heartbeat failed: %r", exc)
             return
-        if beat.reaped:
-            await self._record_all()
+        if beat.lost or self._stale:
+            await self._sync("the store lost this node's entries" if beat.lost else "")
         for room, peer in beat.departed:
             logger.info("peer %s of a dead node left room %r", peer.id, room, extra={"room": room})
             await announce(self.holder.broker, room, "left", peer.public())
 
-    async def _record_all(self) -> None:
-        """Record every local membership again (this node was reaped, or just started)."""
-        for name, room in list(self.rooms.by_name.items()):
-            for member in list(room.members):
-                await self.record(name, "joined", member)
+    async def _sync(self, why: str) -> None:
+        """Make this node's entries in the store its local memberships again (``why``: logged)."""
+        assert self.store is not None
+        async with self._syncing:
+            self._stale = False
+            before = self._memberships()
+            if why and before:
+                logger.warning("presence: %s: recording its %d memberships again", why, len(before))
+            entries = [(room, PeerInfo(m.id, m.info, self.node)) for room, m in before]
+            try:
+                await self.store.sync(self.node, entries)
+            except Exception as exc:
+                self._stale = True
+                logger.warning("presence: could not record this node's members again: %r", exc)
+                return
+            # A join or leave since ``before`` may have reached the store ahead of the sync,
+            # which undid it: write it again, now that the sync is done.
+            after = self._memberships()
+            for room, member in after - before:
+                await self._write(room, "joined", member)
+            for room, member in before - after:
+                await self._write(room, "left", member)
+
+    def _memberships(self) -> set[tuple[str, Member]]:
+        return {(name, m) for name, room in self.rooms.by_name.items() for m in room.members}
 
 
 async def announce(broker: Broker, room: str, change: str, who: dict[str, Any]) -> None:
