@@ -306,6 +306,7 @@ class AsgiTransport:
         self._give_up: asyncio.TimerHandle | None = None
         self._abandoned = False
         self._runner = asyncio.current_task()  # the ASGI call serving this connection
+        self._session: Session | None = None  # told when writing resumes
 
     @property
     def buffered(self) -> int:
@@ -358,6 +359,7 @@ class AsgiTransport:
 
     async def run(self, receive: Receive, session: Session) -> None:
         """Feed ``session`` until the client disconnects (or our close times out)."""
+        self._session = session
         writer = asyncio.get_running_loop().create_task(self._write())
         code, reason = CloseCode.ABNORMAL, ""
         try:
@@ -419,6 +421,8 @@ class AsgiTransport:
             if self.writing_paused and self._buffered <= self._limits.write_buffer_low:
                 self.writing_paused = False
                 self._drained.set()
+                if self._session is not None:
+                    self._session.writing_resumed()
 
 
 _HTTP_SCHEME = {"ws": "http", "wss": "https"}

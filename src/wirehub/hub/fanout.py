@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 from wirehub.codes import CloseCode
 from wirehub.config import Limits
 from wirehub.hub.transport import Transport
-from wirehub.protocol.messages import Position, Skip, encode
+from wirehub.protocol.messages import Gap, Position, Skip, encode
 from wirehub.protocol.websocket import (
     COMPRESSION_THRESHOLD,
     encode_deflated_frame,
@@ -36,6 +36,9 @@ CUTS_KEPT = 10_000
 CUT_MEMORY = 600.0
 """Seconds a slow consumer's close is remembered for the client's reconnection."""
 
+DROPPED = "slow_consumer"
+"""The reason of the ``gap`` notices announcing room events dropped for a slow consumer."""
+
 
 class Member(Protocol):
     """A connected client as rooms and delivery see it (``Peer`` implements it)."""
@@ -52,8 +55,16 @@ class Member(Protocol):
     def welcomed(self) -> bool:
         """True once the client got its ``welcome``: only then may anything else reach it."""
 
-    def send(self, payload: bytes, text: bool) -> None:
-        """Send one protocol message to this client alone (kept until its welcome)."""
+    def send(
+        self,
+        payload: bytes,
+        text: bool,
+        room: str | None = None,
+        position: Position | None = None,
+    ) -> None:
+        """Send one protocol message to this client alone (kept until its welcome);
+        ``room`` and ``position`` for a message of a room's stream (an event, a
+        ``skip``, a ``gap``): if it is dropped, a ``gap`` notice says so later."""
 
 
 def log_context(member: Member, **fields: str) -> dict[str, str | None]:
@@ -90,6 +101,10 @@ class Fanout:
         peer id -> (code, reason, when). A client still stalled when the server gives up
         on its close reads the backlog, then only EOF; its reconnection names its last peer
         id and its welcome says why (``closed``, PROTOCOL.md §2)."""
+        self.drops: dict[Member, dict[str, Position]] = {}
+        """Under ``"drop"``: for each member that is behind, the last position of each
+        room whose message was dropped for it (one entry per room: bounded by its
+        rooms). ``announce`` turns them into ``gap`` notices, before anything newer."""
 
     def send(
         self,
@@ -125,30 +140,55 @@ class Fanout:
             if member.id == exclude:
                 if room is not None and position is not None:  # built once: ids are unique
                     marker = encode(Skip(room, position.epoch, position.offset))
-                    self.send((member,), marker, True, None, holds, position)
+                    self.send((member,), marker, True, None, holds, position, room=room)
                 continue
-            if transport.writing_paused and (volatile or self.behind(member, transport)):
-                continue
-            if holds and member in holds:
+            if holds and member in holds:  # its replay sends it in order (or drops it then)
                 holds[member].append((position, payload, text))
+            elif transport.writing_paused and (
+                volatile or self.behind(member, transport, room, position)
+            ):
+                continue
             elif not member.welcomed:  # joined by the connect handler: sent after the welcome
-                member.send(payload, text)
+                member.send(payload, text, room, position)
             else:
                 transport.send_frame(deflated if transport.shares_deflate else frame)
                 sent += 1
         self.stats["deliveries"] += sent
 
-    def behind(self, member: Member, transport: Transport) -> bool:
+    def behind(
+        self,
+        member: Member,
+        transport: Transport,
+        room: str | None = None,
+        position: Position | None = None,
+        *,
+        reply: bool = False,
+    ) -> bool:
         """Apply the slow-consumer policy; True when this message must be skipped.
 
         For every write to a member that is behind (``transport.writing_paused``):
         broadcasts, and each peer's own acks, errors, replays and events.
+        Under ``"drop"``, a message of ``room``'s stream at ``position`` is
+        remembered for a ``gap`` notice (``announce``); a ``reply`` (an ack or
+        error: the client waits for it) is sent anyway, up to twice
+        ``max_buffered``, past which the member is closed with 4008 as under
+        ``"close"``. Replies cannot pile up: a member's socket is not read while
+        it is behind, and ``max_pending_calls`` bounds its handlers running.
         """
         buffered = transport.buffered
-        if buffered <= self.limits.max_buffered:
+        limit = self.limits.max_buffered
+        if buffered <= limit:
+            if member in self.drops:  # it is taking messages again: the gaps go first
+                self.announce(member)
+            return False
+        if self.slow_consumer == "drop" and reply and buffered <= 2 * limit:
             return False
         self.stats["dropped"] += 1
-        if self.slow_consumer == "close" and member.connected and "slow" not in member.state:
+        if self.slow_consumer == "drop" and not reply:
+            if room is not None and position is not None:
+                self._dropped(member, room, position)
+            return True
+        if member.connected and "slow" not in member.state:
             member.state["slow"] = True
             self.stats["slow_consumers"] += 1
             logger.warning(
@@ -161,6 +201,44 @@ class Fanout:
             transport.close(CloseCode.SLOW_CONSUMER, reason)
             self._remember(member.id, CloseCode.SLOW_CONSUMER, reason)
         return True
+
+    def _dropped(self, member: Member, room: str, position: Position) -> None:
+        rooms = self.drops.setdefault(member, {})
+        rooms[room] = position
+        if "dropping" not in member.state:  # once per peer: it may fall behind again and again
+            member.state["dropping"] = True
+            logger.warning(
+                "peer %s is not reading; dropping room events for it while it is behind "
+                "(gap notices tell its client)",
+                member.id,
+                extra=log_context(member),
+            )
+
+    def announce(self, member: Member, room: str | None = None) -> None:
+        """Send ``member`` a ``gap`` notice for each room (or ``room`` only) whose
+        messages were dropped for it, at the last dropped position (PROTOCOL.md §7).
+
+        Called when its transport can take messages again (``Session.writing_resumed``),
+        before anything newer reaches it while it is still behind, and by a join's
+        replay for its room; the notices skip the policy (a few bytes each).
+        """
+        rooms = self.drops.get(member)
+        if rooms is None:
+            return
+        names = list(rooms) if room is None else [room] if room in rooms else []
+        for name in names:
+            at = rooms.pop(name)
+            member.transport.send_text(encode(Gap(name, at.epoch, at.offset, DROPPED)))
+        if not rooms:
+            del self.drops[member]
+
+    def forget(self, member: Member, room: str | None = None) -> None:
+        """``member`` left ``room`` (None: every room, it is gone): no notice is owed."""
+        rooms = self.drops.get(member)
+        if rooms is not None and room is not None:
+            rooms.pop(room, None)
+        if rooms is not None and (room is None or not rooms):
+            del self.drops[member]
 
     def _remember(self, peer: str, code: int, reason: str) -> None:
         self.cuts[peer] = (code, reason, time.monotonic())

@@ -261,6 +261,8 @@ class HttpTransport:
     def _acknowledged(self) -> None:
         if self.writing_paused and self.outbox.size < self._low_water:
             self._drain_done()
+            if self.session is not None and self.closed is None:
+                self.session.writing_resumed()
 
     def _drain_done(self) -> None:
         self.writing_paused = False

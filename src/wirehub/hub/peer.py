@@ -33,6 +33,8 @@ __all__ = ["DisconnectReason", "Peer", "explain_attribute_error"]
 
 logger = logging.getLogger("wirehub.hub")
 
+_Kept = tuple[bytes, bool, str | None, wire.Position | None]  # (payload, text, room, position)
+
 
 class Peer:
     """A connected client of the event endpoint.
@@ -74,7 +76,7 @@ class Peer:
         self.info: dict[str, Any] = {}
         self.user: Any = transport.request.user
         self.welcomed = False  # accepted by the connect handler: messages are dispatched
-        self._early: list[tuple[bytes, bool]] = []  # sent before the welcome: kept for after
+        self._early: list[_Kept] = []  # sent before the welcome: kept for after
         self._early_bytes = 0
         self._starts: dict[str, wire.Position] = {}  # rooms joined before the welcome
         self._backlog: collections.deque[Message] = collections.deque()  # not dispatched yet
@@ -180,28 +182,42 @@ class Peer:
 
     # -- sending -------------------------------------------------------------
 
-    def send(self, payload: bytes, text: bool) -> None:
+    def send(
+        self,
+        payload: bytes,
+        text: bool,
+        room: str | None = None,
+        position: wire.Position | None = None,
+        *,
+        reply: bool = False,
+    ) -> None:
         """Send one protocol message to this peer (compressed if negotiated).
 
         Every message to one peer comes here (acks, errors, replays,
         ``emit``, calls): past ``Limits.max_buffered`` unsent bytes, the
-        slow-consumer policy applies, as for a broadcast (4008, or dropped).
+        slow-consumer policy applies, as for a broadcast (4008, or dropped:
+        a message of ``room``'s stream at ``position`` is then announced by a
+        ``gap`` notice, a ``reply`` is sent anyway; ``Fanout.behind``).
         Before the welcome it is kept, and sent right after it: nothing
         reaches a client before its welcome.
         """
         self.node.stats["messages_out"] += 1
         if not self.welcomed:
-            self._keep(payload, text)
+            self._keep(payload, text, room, position)
             return
         transport = self.transport
-        if transport.writing_paused and self.node.fanout.behind(self, transport):
+        if transport.writing_paused and self.node.fanout.behind(
+            self, transport, room, position, reply=reply
+        ):
             return
         if text:
             transport.send_text(payload)
         else:
             transport.send(payload)
 
-    def _keep(self, payload: bytes, text: bool) -> None:
+    def _keep(
+        self, payload: bytes, text: bool, room: str | None, position: wire.Position | None
+    ) -> None:
         """Keep a message until the welcome; a peer that piles up too much is a slow consumer."""
         if self._closed:
             return
@@ -211,10 +227,10 @@ class Peer:
             self.node.stats["slow_consumers"] += 1
             self.transport.close(CloseCode.SLOW_CONSUMER, "too much to send before the welcome")
             return
-        self._early.append((payload, text))
+        self._early.append((payload, text, room, position))
 
     def _reply(self, message: wire.Ack | wire.Error | wire.Welcome) -> None:
-        self.send(wire.encode(message), True)
+        self.send(wire.encode(message), True, reply=True)
 
     def _ack(self, request_id: int | None, data: Any) -> None:
         if request_id is None or self._closed:
@@ -223,7 +239,7 @@ class Peer:
             header = wire.encode_json(
                 {"type": "ack", "id": request_id}
             )  # no "data": the payload is
-            self.send(wire.pack_binary(header, bytes(data)), False)
+            self.send(wire.pack_binary(header, bytes(data)), False, reply=True)
             return
         try:
             payload = wire.encode(wire.Ack(request_id, data))
@@ -236,7 +252,7 @@ class Peer:
             )
             self._error(request_id, ErrorCode.INTERNAL_ERROR, "internal error")
             return
-        self.send(payload, True)
+        self.send(payload, True, reply=True)
 
     def _error(
         self,
@@ -253,7 +269,7 @@ class Peer:
         except (TypeError, ValueError) as exc:  # an EventError's details JSON cannot carry
             logger.error("cannot encode the error %s as JSON: %s", code, exc)
             payload = wire.encode(wire.Error(str(code), message, request_id))
-        self.send(payload, True)
+        self.send(payload, True, reply=True)
 
     # -- Session: called by the server -----------------------------------------
 
@@ -346,8 +362,8 @@ class Peer:
         )
         early, self._early = self._early, []
         self._starts = {}
-        for payload, text in early:
-            self.send(payload, text)
+        for payload, text, room, position in early:
+            self.send(payload, text, room, position)
         self._drain_backlog()
 
     def _drain_backlog(self) -> None:
@@ -427,9 +443,14 @@ class Peer:
         if not (self._calls and self._calls.answered(answer, payload)):
             logger.debug("peer %s answered no call (id %s)", self.id, answer.id)
 
+    def writing_resumed(self) -> None:
+        """Its client takes messages again: announce what was dropped for it (``drop``)."""
+        self.node.fanout.announce(self)
+
     def connection_lost(self, code: int, reason: str) -> None:
         if code != CloseCode.ABNORMAL:  # the client answered the close frame: it knows why
             self.node.fanout.cuts.pop(self.id, None)
+        self.node.fanout.forget(self)
         self._closed = True
         self._backlog.clear()
         if self._calls is not None:

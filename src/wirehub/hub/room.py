@@ -107,7 +107,7 @@ class Room:
         """Tell the members they may have missed events up to ``position`` (``Outlet``)."""
         assert self.fanout is not None
         payload = wire.encode(wire.Gap(self.name, position.epoch, position.offset, reason))
-        self.fanout.send(self.members, payload, True, None, self.holds, position)
+        self.fanout.send(self.members, payload, True, None, self.holds, position, room=self.name)
 
 
 class BrokerHolder(Protocol):
@@ -443,11 +443,18 @@ class Rooms:
             at = p.position
             assert at is not None
             if p.exclude is not None and p.exclude in excluded:
-                member.send(wire.encode(wire.Skip(room.name, at.epoch, at.offset)), True)
+                member.send(
+                    wire.encode(wire.Skip(room.name, at.epoch, at.offset)), True, room.name, at
+                )
             else:
-                member.send(*wire.event_message(p.body, p.binary, room.name, at))
-        for _, payload, text in held:
-            member.send(payload, text)
+                member.send(*wire.event_message(p.body, p.binary, room.name, at), room.name, at)
+        for at, payload, text in held:
+            member.send(payload, text, room.name, at)
+        if since is not None and room.name in self.fanout.drops.get(member, ()):
+            # Some of it was dropped (``slow_consumer="drop"``): the ack says so, as the
+            # client trusts a recovered replay up to the ack's position.
+            self.fanout.forget(member, room.name)
+            return False
         return recovered or since is None
 
     def _forget(self, member: Member, name: str) -> bool:
@@ -457,6 +464,7 @@ class Rooms:
             return False
         room.members.discard(member)
         room.holds.pop(member, None)
+        self.fanout.forget(member, name)
         if room.members or room.joining:
             return False
         del self.by_name[name]

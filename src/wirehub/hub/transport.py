@@ -90,6 +90,10 @@ class Session(Protocol):
     def connection_lost(self, code: int, reason: str) -> None:
         """The connection is closed; called exactly once."""
 
+    def writing_resumed(self) -> None:
+        """The transport's unsent bytes fell below the low-water mark
+        (``writing_paused`` just turned False): it takes messages again."""
+
 
 class Endpoint(Protocol):
     """What a WebSocket route points at."""

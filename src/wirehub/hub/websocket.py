@@ -195,6 +195,9 @@ class WebSocket:
             elif not pong.done():
                 pong.set_result(now - when)
 
+    def writing_resumed(self) -> None:
+        """Nothing to do: ``send`` waits on ``drain``."""
+
     def connection_lost(self, code: int, reason: str) -> None:
         self.close_code, self.close_reason = code, reason
         pings, self._pings = self._pings or [], None

@@ -246,6 +246,8 @@ class Connection(asyncio.Protocol):
                 waiter.set_result(None)
         if self._pending:
             self._run_pending()
+        if self.session is not None:
+            self.session.writing_resumed()
         self._update_reading()
 
     def _update_reading(self) -> None:
