@@ -113,9 +113,10 @@ class Member:
         self.record = checker.Member(name)
         self.join_on_connect = join_on_connect
         self.highest = -1  # the largest seq delivered
+        self.told: Pos | None = None  # the position of the latest gap notice
         self.disconnects = 0
         self.pid: int | None = None  # the process serving it, when asked (``whoami``)
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._waiters: list[tuple[int, Pos | None, asyncio.Future[None]]] = []
         self.client = Client(
             f"{url}?join={ROOM}" if join_on_connect else url,
             reconnect=MEMBER_RECONNECT,
@@ -143,13 +144,29 @@ class Member:
         self.pid = int(await self.client.call("whoami"))
         return self.pid
 
-    async def reached(self, seq: int) -> None:
-        """Wait until an event with a sequence number of at least ``seq`` was delivered."""
-        if self.highest >= seq:
+    async def reached(self, seq: int, position: Pos | None = None) -> None:
+        """Wait until an event with a sequence number of at least ``seq`` was delivered,
+        or a gap notice reached ``position`` (the event's, when known)."""
+        if self._reached(seq, position):
             return
         future = asyncio.get_running_loop().create_future()
-        self._waiters.append((seq, future))
+        self._waiters.append((seq, position, future))
         await future
+
+    def _reached(self, seq: int, position: Pos | None) -> bool:
+        told = self.told
+        return self.highest >= seq or (
+            position is not None
+            and told is not None
+            and told.epoch == position.epoch
+            and told.offset >= position.offset
+        )
+
+    def _wake(self) -> None:
+        for waiter in [w for w in self._waiters if self._reached(w[0], w[1])]:
+            self._waiters.remove(waiter)
+            if not waiter[2].done():
+                waiter[2].set_result(None)
 
     def _tick(self, data: dict[str, Any], info: EventInfo) -> None:
         seq = int(data["seq"])
@@ -159,15 +176,13 @@ class Member:
         self.record.log.append(checker.Delivered(seq, position))
         if seq > self.highest:
             self.highest = seq
-            ready = [w for w in self._waiters if w[0] <= seq]
-            for waiter in ready:
-                self._waiters.remove(waiter)
-                if not waiter[1].done():
-                    waiter[1].set_result(None)
+            self._wake()
 
     def _gap(self, gap: Gap) -> None:
         if gap.room == ROOM:
             self.record.log.append(checker.Told(_pos(gap.last), _pos(gap.position), gap.reason))
+            self.told = _pos(gap.position)
+            self._wake()
 
     def _disconnected(self) -> None:
         self.disconnects += 1
@@ -337,6 +352,10 @@ class Run:
         mark = self.publisher.attempts + 1
         await self.publisher.published(AFTER)
         await self._all_reach(self.members, mark + AFTER)
+        await self.finish()
+
+    async def finish(self) -> None:
+        """Stop the publisher and let the last event arrive (or a gap notice reach it)."""
         await self.publisher.stop()
         await self._all_reach(self.members)
 
@@ -348,14 +367,17 @@ class Run:
         return None if welcome is None else (member.record.name, welcome.peer)
 
     async def _all_reach(self, members: list[Member], seq: int | None = None) -> None:
-        """Wait until each member heard event ``seq`` (None: the last acknowledged one it
-        is owed, once the publisher stopped) or a later one."""
+        """Wait until each member heard event ``seq`` or a later one (None: the last
+        acknowledged one it is owed, once the publisher stopped, or a gap notice past it)."""
         targets = {
             m: self.publisher.last_acked(m.record.name) if seq is None else seq for m in members
         }
+        positions = {p.seq: p.position for p in self.publisher.publications} if seq is None else {}
         try:
             async with asyncio.timeout(WAIT):
-                await asyncio.gather(*(m.reached(targets[m]) for m in members))
+                await asyncio.gather(
+                    *(m.reached(targets[m], positions.get(targets[m])) for m in members)
+                )
         except TimeoutError:
             behind = [f"{m.record.name} ({targets[m]})" for m in members if m.highest < targets[m]]
             self.waits.append(f"{', '.join(behind)} never reached their event")

@@ -52,12 +52,14 @@ async def test_connection_cuts(tmp_path: Path) -> None:
     check(run)
 
 
-async def slow_consumers(tmp_path: Path, policy: str) -> None:
-    """Members behind a paused proxy fall behind until the node applies ``policy``."""
+async def slow_consumers(tmp_path: Path, policy: str, *, tail: bool = False) -> None:
+    """Members behind a paused proxy fall behind until the node applies ``policy``; with
+    ``tail``, no event follows those dropped for them."""
+    fault = f"slow consumers ({policy}{', tail' if tail else ''})"
     async with node(tmp_path, max_buffered=str(MAX_BUFFERED), slow_consumer=policy) as server:
         with Proxy(server.port) as proxy:
             urls = [f"ws://127.0.0.1:{proxy.port}/ws"] * SLOW + [server.ws()] * (MEMBERS - SLOW)
-            async with Run("memory", f"slow consumers ({policy})", server.ws(), urls) as run:
+            async with Run("memory", fault, server.ws(), urls) as run:
                 await run.warm()
                 proxy.pause()
                 try:
@@ -67,9 +69,11 @@ async def slow_consumers(tmp_path: Path, policy: str) -> None:
                         await until(lambda: closed(server), "the node closed the slow consumers")
                     else:
                         await run.publisher.published(2 * MEMBERS)  # dropped for them
+                    if tail:
+                        await run.publisher.stop()
                 finally:
                     proxy.resume()
-                await run.settle()
+                await (run.finish() if tail else run.settle())
     check(run)
 
 
@@ -94,6 +98,12 @@ async def test_slow_consumers_closed(tmp_path: Path) -> None:
 async def test_slow_consumers_dropped(tmp_path: Path) -> None:
     """Slow consumers miss the events the node drops for them: they must find out."""
     await slow_consumers(tmp_path, "drop")
+
+
+async def test_slow_consumers_dropped_at_the_tail(tmp_path: Path) -> None:
+    """The events dropped for slow consumers are the room's last: nothing later shows the
+    hole, so only the node's gap notice can tell them."""
+    await slow_consumers(tmp_path, "drop", tail=True)
 
 
 async def test_restart(tmp_path: Path) -> None:

@@ -100,7 +100,9 @@ class Hub:
     node's members: True, or the ``PresenceStore`` to keep them in; True picks
     ``RedisPresence`` with a ``RedisBroker``, see ``hub/presence.py``),
     ``slow_consumer`` (what happens to a peer that does not read fast enough:
-    ``"close"`` it with 4008, or ``"drop"`` the messages it cannot take),
+    ``"close"`` it with 4008, or ``"drop"`` the messages it cannot take: its
+    client gets a ``gap`` notice for the room events once it reads again, and
+    its acks and errors are still sent),
     ``trusted_proxies`` (addresses or networks of the reverse proxies whose
     ``X-Forwarded-For`` gives ``request.client_ip``), ``api_key`` (turns on
     ``POST /api/emit`` for requests bearing ``Authorization: Bearer <api_key>``),
