@@ -44,7 +44,7 @@ class Holder(Protocol):
     @property
     def connected(self) -> bool: ...
 
-    def send(self, payload: bytes, text: bool, *, reply: bool = False) -> None:
+    def send(self, payload: bytes, text: bool, *, vital: bool = False) -> None:
         """Send one protocol message (obeying ``Limits.max_buffered``)."""
 
 
@@ -128,7 +128,7 @@ class Credentials:
         if request.id is not None and self.peer.connected:
             expires_in = None if self.expires is None else round(self.expires - time.time(), 3)
             answer = wire.Ack(request.id, {"expires_in": expires_in})
-            self.peer.send(wire.encode(answer), True, reply=True)
+            self.peer.send(wire.encode(answer), True, vital=True)
 
     def schedule(self) -> None:
         """Arm the refresh request and the expiry for the current identity."""
@@ -148,7 +148,7 @@ class Credentials:
         if self.expires is not None and self.peer.connected:
             expires_in = round(max(self.expires - time.time(), 0.0), 3)
             # Kept until the welcome; never dropped (the client would be cut at expiry).
-            self.peer.send(wire.encode(wire.Refresh(expires_in)), True, reply=True)
+            self.peer.send(wire.encode(wire.Refresh(expires_in)), True, vital=True)
 
     def _expired(self) -> None:
         self.stats["tokens_expired"] += 1

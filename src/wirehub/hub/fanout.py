@@ -162,15 +162,16 @@ class Fanout:
         room: str | None = None,
         position: Position | None = None,
         *,
-        reply: bool = False,
+        vital: bool = False,
     ) -> bool:
         """Apply the slow-consumer policy; True when this message must be skipped.
 
         For every write to a member that is behind (``transport.writing_paused``):
         broadcasts, and each peer's own acks, errors, replays and events.
         Under ``"drop"``, a message of ``room``'s stream at ``position`` is
-        remembered for a ``gap`` notice (``announce``); a ``reply`` (an ack or
-        error: the client waits for it) is sent anyway, up to twice
+        remembered for a ``gap`` notice (``announce``); a ``vital`` message (a
+        reply the client waits for — ack, error — or one its state depends on —
+        ``refresh``, ``joined``, ``left``) is sent anyway, up to twice
         ``max_buffered``, past which the member is closed with 4008 as under
         ``"close"``. Replies cannot pile up: a member's socket is not read while
         it is behind, and ``max_pending_calls`` bounds its handlers running.
@@ -181,10 +182,10 @@ class Fanout:
             if member in self.drops:  # it is taking messages again: the gaps go first
                 self.announce(member)
             return False
-        if self.slow_consumer == "drop" and reply and buffered <= 2 * limit:
+        if self.slow_consumer == "drop" and vital and buffered <= 2 * limit:
             return False
         self.stats["dropped"] += 1
-        if self.slow_consumer == "drop" and not reply:
+        if self.slow_consumer == "drop" and not vital:
             if room is not None and position is not None:
                 self._dropped(member, room, position)
             return True

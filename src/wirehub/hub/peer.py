@@ -163,13 +163,14 @@ class Peer:
     def _joined(self, room: str, position: wire.Position) -> None:
         """A server-side join made this peer a member at ``position`` (before any event)."""
         if self.welcomed:
-            self.send(wire.encode(wire.Joined(room, position.epoch, position.offset)), True)
+            joined = wire.Joined(room, position.epoch, position.offset)
+            self.send(wire.encode(joined), True, vital=True)
         else:
             self._starts.setdefault(room, position)  # announced in the welcome
 
     def _left(self, room: str) -> None:
         if self.welcomed:
-            self.send(wire.encode(wire.Left(room)), True)
+            self.send(wire.encode(wire.Left(room)), True, vital=True)
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close the connection; ``disconnect`` handlers run once it is closed.
@@ -189,7 +190,7 @@ class Peer:
         room: str | None = None,
         position: wire.Position | None = None,
         *,
-        reply: bool = False,
+        vital: bool = False,
     ) -> None:
         """Send one protocol message to this peer (compressed if negotiated).
 
@@ -197,7 +198,7 @@ class Peer:
         ``emit``, calls): past ``Limits.max_buffered`` unsent bytes, the
         slow-consumer policy applies, as for a broadcast (4008, or dropped:
         a message of ``room``'s stream at ``position`` is then announced by a
-        ``gap`` notice, a ``reply`` is sent anyway; ``Fanout.behind``).
+        ``gap`` notice, a ``vital`` one is sent anyway; ``Fanout.behind``).
         Before the welcome it is kept, and sent right after it: nothing
         reaches a client before its welcome.
         """
@@ -207,7 +208,7 @@ class Peer:
             return
         transport = self.transport
         if transport.writing_paused and self.node.fanout.behind(
-            self, transport, room, position, reply=reply
+            self, transport, room, position, vital=vital
         ):
             return
         if text:
@@ -230,7 +231,7 @@ class Peer:
         self._early.append((payload, text, room, position))
 
     def _reply(self, message: wire.Ack | wire.Error | wire.Welcome) -> None:
-        self.send(wire.encode(message), True, reply=True)
+        self.send(wire.encode(message), True, vital=True)
 
     def _ack(self, request_id: int | None, data: Any) -> None:
         if request_id is None or self._closed:
@@ -239,7 +240,7 @@ class Peer:
             header = wire.encode_json(
                 {"type": "ack", "id": request_id}
             )  # no "data": the payload is
-            self.send(wire.pack_binary(header, bytes(data)), False, reply=True)
+            self.send(wire.pack_binary(header, bytes(data)), False, vital=True)
             return
         try:
             payload = wire.encode(wire.Ack(request_id, data))
@@ -252,7 +253,7 @@ class Peer:
             )
             self._error(request_id, ErrorCode.INTERNAL_ERROR, "internal error")
             return
-        self.send(payload, True, reply=True)
+        self.send(payload, True, vital=True)
 
     def _error(
         self,
@@ -269,7 +270,7 @@ class Peer:
         except (TypeError, ValueError) as exc:  # an EventError's details JSON cannot carry
             logger.error("cannot encode the error %s as JSON: %s", code, exc)
             payload = wire.encode(wire.Error(str(code), message, request_id))
-        self.send(payload, True, reply=True)
+        self.send(payload, True, vital=True)
 
     # -- Session: called by the server -----------------------------------------
 
