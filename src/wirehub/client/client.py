@@ -345,6 +345,8 @@ class Client:
             raise CallTimeout(what, seconds or 0.0) from None
         finally:
             self._session.forget(id)
+            if answer.done() and not answer.cancelled():
+                answer.exception()  # failed by the lost connection while the send failed too
 
     def _check_open(self) -> ClientConnection:
         if self.state is not State.OPEN or self._ws is None:
