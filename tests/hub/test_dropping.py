@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tests.chaos.proxy import Proxy
 from tests.conftest import TEXT, UNIT, frame, read_frame, serve
+from tests.hub.fallback_wire import PING, PollClient, decode, records
 from tests.hub.test_slow_consumers import _limits
 from tests.server.test_bounds import narrow
 from wirehub import Hub, Timeouts
@@ -30,11 +32,11 @@ class Flooding(Hub):
     ``flood`` publishes ``count`` events there (``until_dropped``: and on until some
     were dropped, then ``count`` more), sets ``flooded`` and returns the last offset."""
 
-    def __init__(self) -> None:
+    def __init__(self, **timeouts: float) -> None:
         super().__init__(
             compression=False,
             limits=_limits(64 * KiB),
-            timeouts=Timeouts(close=UNIT / 2),
+            timeouts=Timeouts(close=UNIT / 2, **timeouts),
             slow_consumer="drop",
         )
         self.flooded = asyncio.Event()
@@ -84,24 +86,57 @@ async def test_dropped_events_are_announced_before_later_ones_and_acks_arrive() 
         writer.write(frame(TEXT, json.dumps(request).encode()))  # then no reading until flooded
         await asyncio.wait_for(hub.flooded.wait(), 5 * UNIT)
         assert hub.stats["dropped"] > 0
-        last, gaps, events = None, [], 0
-        while last is None or offset != last:
-            message = await receive()
-            if message["type"] == "event":
-                assert message["offset"] == offset + 1, "an event past a hole no gap announced"
-                offset, events = message["offset"], events + 1
-            elif message["type"] == "gap":
-                assert message["room"] == "feed" and message["reason"] == "slow_consumer"
-                assert message["offset"] > offset
-                offset = message["offset"]
-                gaps.append(offset)
-            else:
-                assert message == {"type": "ack", "id": 1, "data": message["data"]}
-                last = message["data"]
-        assert gaps and gaps[-1] == last and events < COUNT  # the tail was dropped, and told
+        await read_to_the_end(receive, offset, None)
         await hub.to("feed").emit("tick", {"n": "after"})
         message = await receive()
-        assert (message["type"], message["offset"]) == ("event", last + 1)
+        assert message["type"] == "event" and message["data"] == {"n": "after"}
+
+
+async def read_to_the_end(
+    receive: Callable[[], Awaitable[dict[str, Any]]], offset: int, last: int | None
+) -> None:
+    """Read room ``feed`` from ``offset`` until ``last`` (None: the ack of request 1 says
+    it): each event must follow the position, each gap (reason ``slow_consumer``) move it
+    on; the tail must have been dropped, and told."""
+    gaps, events = [], 0
+    while last is None or offset != last:
+        message = await receive()
+        if message["type"] == "event":
+            assert message["offset"] == offset + 1, "an event past a hole no gap announced"
+            offset, events = message["offset"], events + 1
+        elif message["type"] == "gap":
+            assert message["room"] == "feed" and message["reason"] == "slow_consumer"
+            assert message["offset"] > offset
+            offset = message["offset"]
+            gaps.append(offset)
+        else:
+            assert message == {"type": "ack", "id": 1, "data": message["data"]}
+            last = message["data"]
+    assert gaps and gaps[-1] == last and events < COUNT
+
+
+async def test_a_fallback_session_that_stops_polling_is_told_too() -> None:
+    """An HTTP fallback session that does not poll while 300 events are published: its
+    polls then bring the events it was sent, in order, and a gap at the dropped tail."""
+    hub = Flooding(poll=UNIT)
+    async with serve(hub) as s, await PollClient.open(f"http://127.0.0.1:{s.port}/ws") as client:
+        assert client._receiving is not None
+        client._receiving.cancel()  # poll by hand, later
+        last = await hub.flood(None, {"count": COUNT})  # type: ignore[arg-type]
+        assert hub.stats["dropped"] > 0
+        pending: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            async with asyncio.timeout(5 * UNIT):
+                while not pending:
+                    async with await client.poll(client.ack) as response:
+                        for opcode, payload in records(await response.read()):
+                            if opcode != PING:
+                                client.ack += 1
+                                pending.append(decode(opcode, payload))
+            return pending.pop(0)
+
+        await read_to_the_end(receive, client.welcome["rooms"]["feed"]["offset"], last)
 
 
 async def test_the_python_client_reports_the_gap_and_gets_its_acks() -> None:
