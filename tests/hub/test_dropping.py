@@ -14,11 +14,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tests.chaos.proxy import Proxy
-from tests.conftest import TEXT, UNIT, frame, read_frame, serve
+from tests.conftest import TEXT, UNIT, frame, read_frame, read_response, serve, upgrade_request
+from tests.frameworks.hosts import uvicorn
 from tests.hub.fallback_wire import PING, PollClient, decode, records
 from tests.hub.test_slow_consumers import _limits
 from tests.server.test_bounds import narrow
-from wirehub import Hub, Timeouts
+from wirehub import Hub, Timeouts, connect
 from wirehub.client import Client, EventInfo, Gap
 from wirehub.hub.peer import Peer
 
@@ -42,6 +43,7 @@ class Flooding(Hub):
         self.flooded = asyncio.Event()
         self.on("connect")(self.enter)
         self.on("flood")(self.flood)
+        self.on("flooded")(self.wait_flooded)
 
     async def enter(self, peer: Peer) -> None:
         await peer.join("feed")
@@ -54,6 +56,10 @@ class Flooding(Hub):
             offset = await self.burst(int(order["count"]))
         self.flooded.set()
         return offset
+
+    async def wait_flooded(self, peer: Peer) -> bool:
+        await self.flooded.wait()
+        return True
 
     async def burst(self, count: int) -> int:
         """Publish ``count`` events, letting the transport write (and pause) every 16."""
@@ -92,8 +98,45 @@ async def test_dropped_events_are_announced_before_later_ones_and_acks_arrive() 
         assert message["type"] == "event" and message["data"] == {"n": "after"}
 
 
+UNDER_UVICORN = Flooding()
+"""``uvicorn tests.hub.test_dropping:UNDER_UVICORN``: the hub as the whole ASGI application."""
+
+
+async def test_under_uvicorn_the_asgi_transport_tells_too() -> None:
+    """Under uvicorn (the ASGI transport), a client that stops reading while 300 events are
+    published also gets the events it is sent in order, then a gap at the dropped tail."""
+    async with uvicorn("tests.hub.test_dropping:UNDER_UVICORN") as host:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # not reading shows soon
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", host.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        try:
+            writer.write(upgrade_request("/ws"))
+            assert (await read_response(reader, head_only=True)).status == 101
+
+            async def receive() -> dict[str, Any]:
+                opcode, payload = await asyncio.wait_for(read_frame(reader), 5 * UNIT)
+                assert opcode == TEXT, f"not a text frame: {opcode} {payload[:80]!r}"
+                message: dict[str, Any] = json.loads(payload)
+                return message
+
+            offset = int((await receive())["rooms"]["feed"]["offset"])
+            # More than the kernel's autotuned buffers hold (the listener's are not narrowed).
+            request = {"type": "emit", "event": "flood", "data": {"count": 2000}, "id": 1}
+            writer.write(frame(TEXT, json.dumps(request).encode()))  # then no reading for now
+            async with connect(host.ws("/ws")) as other:
+                assert await other.call("flooded", timeout=20 * UNIT)
+            await read_to_the_end(receive, offset, None, 2000)
+        finally:
+            writer.close()
+
+
 async def read_to_the_end(
-    receive: Callable[[], Awaitable[dict[str, Any]]], offset: int, last: int | None
+    receive: Callable[[], Awaitable[dict[str, Any]]],
+    offset: int,
+    last: int | None,
+    published: int = COUNT,
 ) -> None:
     """Read room ``feed`` from ``offset`` until ``last`` (None: the ack of request 1 says
     it): each event must follow the position, each gap (reason ``slow_consumer``) move it
@@ -112,7 +155,7 @@ async def read_to_the_end(
         else:
             assert message == {"type": "ack", "id": 1, "data": message["data"]}
             last = message["data"]
-    assert gaps and gaps[-1] == last and events < COUNT
+    assert gaps and gaps[-1] == last and events < published
 
 
 async def test_a_fallback_session_that_stops_polling_is_told_too() -> None:
