@@ -79,13 +79,7 @@ async def test_dropped_events_are_announced_before_later_ones_and_acks_arrive() 
     no event after it), its call's ack; the next event follows the gap."""
     hub = Flooding()
     async with serve(hub) as s, narrow(s, "/ws") as (reader, writer, _):
-
-        async def receive() -> dict[str, Any]:
-            opcode, payload = await asyncio.wait_for(read_frame(reader), 5 * UNIT)
-            assert opcode == TEXT, f"not a text frame: {opcode} {payload[:80]!r}"
-            message: dict[str, Any] = json.loads(payload)
-            return message
-
+        receive = receiver(reader)
         welcome = await receive()
         offset = int(welcome["rooms"]["feed"]["offset"])
         request = {"type": "emit", "event": "flood", "data": {"count": COUNT}, "id": 1}
@@ -114,13 +108,7 @@ async def test_under_uvicorn_the_asgi_transport_tells_too() -> None:
         try:
             writer.write(upgrade_request("/ws"))
             assert (await read_response(reader, head_only=True)).status == 101
-
-            async def receive() -> dict[str, Any]:
-                opcode, payload = await asyncio.wait_for(read_frame(reader), 5 * UNIT)
-                assert opcode == TEXT, f"not a text frame: {opcode} {payload[:80]!r}"
-                message: dict[str, Any] = json.loads(payload)
-                return message
-
+            receive = receiver(reader)
             offset = int((await receive())["rooms"]["feed"]["offset"])
             # More than the kernel's autotuned buffers hold (the listener's are not narrowed).
             request = {"type": "emit", "event": "flood", "data": {"count": 2000}, "id": 1}
@@ -130,6 +118,18 @@ async def test_under_uvicorn_the_asgi_transport_tells_too() -> None:
             await read_to_the_end(receive, offset, None, 2000)
         finally:
             writer.close()
+
+
+def receiver(reader: asyncio.StreamReader) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """Read the server's next message (a text frame, JSON) from ``reader``."""
+
+    async def receive() -> dict[str, Any]:
+        opcode, payload = await asyncio.wait_for(read_frame(reader), 5 * UNIT)
+        assert opcode == TEXT, f"not a text frame: {opcode} {payload[:80]!r}"
+        message: dict[str, Any] = json.loads(payload)
+        return message
+
+    return receive
 
 
 async def read_to_the_end(
@@ -195,7 +195,8 @@ async def test_the_python_client_reports_the_gap_and_gets_its_acks() -> None:
         with Proxy(s.port) as proxy:
             client = Client(f"ws://127.0.0.1:{proxy.port}/ws", call_timeout=10 * UNIT)
             client.on("tick", lambda data, info: log.append(info))
-            client.on("gap", lambda gap: (log.append(gap), told.set()))
+            client.on("gap", log.append)
+            client.on("gap", lambda gap: told.set())
             async with client:
                 assert client.welcome is not None
                 start = client.welcome.rooms["feed"].offset
