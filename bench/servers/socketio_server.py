@@ -9,7 +9,8 @@ Web host: aiohttp by default (the cheapest host in server CPU per message and
 per delivery when measured against uvicorn with its websockets-sansio and
 wsproto implementations, see bench/README.md); ``--web uvicorn`` for the other.
 With aiohttp, engine.io always lets aiohttp accept permessage-deflate when a
-client offers it, so ``--compression`` only matters for uvicorn.
+client offers it, so ``--compression`` only matters for uvicorn. ``--redis URL``
+shares rooms with other servers through ``socketio.AsyncRedisManager``.
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--polling", action="store_true", help="allow Engine.IO's long-polling transport too"
     )
+    parser.add_argument(
+        "--redis", help="a Redis URL: servers on it share rooms (AsyncRedisManager)"
+    )
     return parser.parse_args()
 
 
@@ -100,6 +104,7 @@ if __name__ == "__main__":
     sio = socketio.AsyncServer(
         async_mode="asgi" if opts.web == "uvicorn" else "aiohttp",
         transports=["polling", "websocket"] if opts.polling else ["websocket"],
+        client_manager=socketio.AsyncRedisManager(opts.redis) if opts.redis else None,
     )
     sio.on("connect", connect)
     sio.on("disconnect", disconnect)
