@@ -270,7 +270,11 @@ def main() -> None:
         for _ in range(args.repeat):  # interleaved, so noise spreads over every peer
             for workload in args.workloads.split(","):
                 for peer in args.peers.split(","):
-                    result = asyncio.run(measure(peer, workload, url, args))
+                    try:
+                        result = asyncio.run(measure(peer, workload, url, args))
+                    except Exception as exc:  # report it; the other cells still run
+                        print(f"{workload:13} {peer:9} failed: {exc}", flush=True)
+                        continue
                     results.setdefault((workload, peer), []).append(result)
                     print(line(workload, peer, result), flush=True)
     finally:
