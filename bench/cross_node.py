@@ -19,7 +19,10 @@ then drives them with the harness's load generator (``wirehub.loadgen``):
   publishes ``--messages`` one after the other (``wirehub.Emitter``;
   ``socketio.RedisManager(write_only=True)`` for python-socketio);
 - ``fanout_local``: the ``fanout`` of one node without Redis (the reference
-  for server CPU per delivery).
+  for server CPU per delivery);
+- ``workers1``, ``workers2`` (wirehub only, not in the default list): the
+  ``fanout`` against one port served by ``wirehub serve --workers N --redis``
+  (the subscribers spread over the workers by the kernel).
 
 Server CPU is both nodes' (``/proc``; Redis not included) per delivery. A
 ``*`` marks runs where the load generator used > 90 % of its core: the rate
@@ -79,10 +82,14 @@ def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0
 class Node:
     """One server process of a peer, pinned to core 0."""
 
-    def __init__(self, peer: str, redis: str | None) -> None:
+    def __init__(self, peer: str, redis: str | None, workers: int = 0) -> None:
         script, self.dialect = PEERS[peer]
         self.port = free_port()
         command = [sys.executable, str(HERE / script), "--port", str(self.port)]
+        if workers:  # the CLI's supervisor and its forked workers
+            app = f"{HERE / script}:build"
+            command = [sys.executable, "-m", "wirehub", "serve", app, "--port", str(self.port)]
+            command += ["--workers", str(workers)]
         if redis:
             command += ["--redis", redis]
         self.process = subprocess.Popen(
@@ -103,11 +110,20 @@ class Node:
             self.process.wait()
 
 
+def family(pid: int) -> list[int]:
+    """``pid`` and its descendants (taskset execs in place; ``--workers`` forks)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return [pid]
+    return [pid, *(p for child in children for p in family(int(child)))]
+
+
 class Windows:
     """A measurement window over several server processes (their CPU summed)."""
 
     def __init__(self, nodes: list[Node]) -> None:
-        self.pids = [n.process.pid for n in nodes]
+        self.pids = [pid for n in nodes for pid in family(n.process.pid)]
         self.window = Window(self.pids[0])
 
     def start(self) -> Windows:
@@ -225,8 +241,12 @@ async def emitter(a: Node, b: Node, args: argparse.Namespace, peer: str, redis: 
 
 async def measure(peer: str, workload: str, redis: str, args: argparse.Namespace) -> Result:
     local = workload == "fanout_local"
-    a = Node(peer, None if local else redis)
-    b = a if local else Node(peer, redis)
+    if workload.startswith("workers"):  # fanout on one port served by N workers
+        a = b = Node(peer, redis, workers=int(workload[-1]))
+        workload = "fanout"
+    else:
+        a = Node(peer, None if local else redis)
+        b = a if local else Node(peer, redis)
     try:
         await asyncio.sleep(0.3)  # the nodes' broker connections
         if workload in ("fanout", "fanout_local"):
@@ -270,6 +290,8 @@ def main() -> None:
         for _ in range(args.repeat):  # interleaved, so noise spreads over every peer
             for workload in args.workloads.split(","):
                 for peer in args.peers.split(","):
+                    if workload.startswith("workers") and peer != "wirehub":
+                        continue  # python-socketio's server has no --workers
                     try:
                         result = asyncio.run(measure(peer, workload, url, args))
                     except Exception as exc:  # report it; the other cells still run

@@ -19,7 +19,7 @@ from _common import make_parser, raise_fd_limit
 from wirehub import Hub, Peer, Request
 
 
-def build(compression: bool, metrics: bool = False, redis: str | None = None) -> Hub:
+def build(compression: bool = False, metrics: bool = False, redis: str | None = None) -> Hub:
     broker = None
     if redis:
         from wirehub.brokers.redis import RedisBroker
