@@ -129,7 +129,8 @@ class Client:
 
     @property
     def rooms(self) -> frozenset[str]:
-        """The rooms this client joined (and re-joins after a reconnect)."""
+        """The rooms this client is in: joined by it or by the server (``joined``), less
+        those the server took it out of (``left``); re-joined after a reconnect."""
         return frozenset(self._rooms)
 
     @property
