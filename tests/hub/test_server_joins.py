@@ -2,7 +2,8 @@
 
 Over real sockets, with the independent wire client: the ``joined`` message
 comes before any event of the room, even while events are published at the
-same moment (and with presence, whose announcement awaits the broker); the
+same moment, on one node and through Redis across two (with presence, whose
+Redis round trips follow the membership); the
 ``left`` message comes after the last one; a join of a room the peer is
 already in says nothing; a kick while the client's own join replays history
 fails that join (the client is not left believing it is a member).
@@ -19,6 +20,7 @@ from tests.conftest import UNIT, serve
 from tests.hub.test_guarantee import Gated
 from tests.hub.wire import WireClient, expect_nothing
 from wirehub import Hub, Peer
+from wirehub.brokers.redis import RedisBroker
 
 
 def joining_hub(**options: Any) -> Hub:
@@ -37,9 +39,14 @@ def joining_hub(**options: Any) -> Hub:
 
 
 async def until(client: WireClient, kind: str) -> list[dict[str, Any]]:
-    """Messages up to and including the first of type ``kind``."""
+    """Messages up to and including the first of type ``kind`` (within ``UNIT``, even while
+    events keep coming)."""
+    # A deadline, not asyncio.timeout: 3.11's wait_for (in recv) can swallow the
+    # cancellation when a message is always ready.
+    deadline = asyncio.get_running_loop().time() + UNIT
     seen = [await client.recv()]
     while seen[-1]["type"] != kind:
+        assert asyncio.get_running_loop().time() < deadline, f"no {kind!r} in {len(seen)}"
         seen.append(await client.recv())
     return seen
 
@@ -49,7 +56,7 @@ async def test_joined_comes_before_the_rooms_events_while_they_are_published(
     presence: bool,
 ) -> None:
     """With events published all along, ``joined`` precedes the room's first event, which
-    follows its position (with presence too, whose announcement awaits the broker)."""
+    follows its position (with presence too)."""
     hub = joining_hub(presence=presence)
     stop = asyncio.Event()
 
@@ -129,3 +136,47 @@ async def test_a_kick_while_the_clients_join_replays_fails_that_join() -> None:
         assert "r" not in hub.rooms
         await hub.to("r").emit("e", 2)
         await expect_nothing(client)
+
+
+async def test_through_redis_joined_comes_first_and_the_room_is_recovered_on_another_node(
+    redis_url: str, prefix: str
+) -> None:
+    """Two nodes on one Redis: node A publishes all along while node B's handler joins the
+    client; ``joined`` precedes the room's first event, which follows it (presence's Redis
+    round trips come after the membership: a ``joined`` sent once the join returned would
+    come too late); a re-join with that position on node A replays what came after it."""
+    a, b = (
+        joining_hub(broker=RedisBroker(redis_url, prefix=prefix), presence=True) for _ in range(2)
+    )
+    stop = asyncio.Event()
+    published = []
+
+    async def publish() -> None:
+        while not stop.is_set():
+            position = await a.to("game").emit("tick", len(published) + 1)
+            published.append(position)
+
+    async with serve(a) as on_a, serve(b) as on_b:
+        async with await WireClient.open(on_b.ws("/ws")) as client:
+            publisher = asyncio.create_task(publish())
+            try:
+                while len(published) < 3:
+                    await asyncio.sleep(0.01 * UNIT)
+                await client.send({"type": "emit", "event": "enter", "data": "game", "id": 1})
+                seen = await until(client, "joined")
+                assert not [m for m in seen if m["type"] == "event"], seen
+                joined = seen[-1]
+                event = (await until(client, "event"))[-1]
+            finally:
+                stop.set()
+                await publisher
+            assert (event["epoch"], event["offset"]) == (joined["epoch"], joined["offset"] + 1)
+        async with await WireClient.open(on_a.ws("/ws")) as again:
+            since = {"epoch": joined["epoch"], "offset": joined["offset"]}
+            await again.send({"type": "join", "room": "game", "since": since, "id": 2})
+            replay = await until(again, "ack")
+            ack = replay.pop()
+            assert ack["data"]["recovered"] is True
+            assert [m["offset"] for m in replay] == list(
+                range(joined["offset"] + 1, ack["data"]["offset"] + 1)
+            )
