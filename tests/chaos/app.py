@@ -1,8 +1,9 @@
 """The app the chaos suite serves with ``wirehub serve tests/chaos/app.py:make_hub``.
 
-Members join a room (by a ``join`` request, or in the connect handler when
-the URL says ``?join=ROOM``); one sequential publisher calls ``publish``,
-whose acknowledgement carries the event's position (some publications
+Members join a room (by a ``join`` request, in the connect handler when
+the URL says ``?join=ROOM``, or by the ``enter`` handler's server-side
+join); one sequential publisher calls ``publish``, whose acknowledgement
+carries the event's position (some publications
 exclude one member, whose client gets a ``skip``); ``ballast`` fills one
 peer's buffers with direct messages; ``whoami`` names the serving process.
 The broker and its limits come from the environment (``WIREHUB_CHAOS_*``,
@@ -74,6 +75,10 @@ def make_hub() -> Hub:
         room = request.query.get("join")
         if room:
             await peer.join(room)
+
+    @hub.on("enter")
+    async def enter(peer: Peer, room: str) -> None:
+        await peer.join(room)  # told to the client (``joined``): re-joined after reconnections
 
     @hub.on("publish")
     async def publish(peer: Peer, tick: Tick) -> dict[str, Any] | None:

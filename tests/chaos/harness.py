@@ -1,7 +1,8 @@
 """The chaos harness: members in a room, one sequential publisher, and the run of one fault.
 
 A run connects ``MEMBERS`` auto-reconnecting ``wirehub.Client``\\ s to the
-nodes (half join with a ``join`` request, half through the connect handler),
+nodes (half join with a ``join`` request, half through the connect handler;
+member 1, behind the proxy where there is one, by a handler's server-side join),
 starts the publisher at ``RATE`` acknowledged events per second (every
 ``EXCLUDE``-th one sent with ``exclude`` naming a member in turn), waits until
 every member hears it, lets the test inject its fault, waits until every
@@ -109,9 +110,12 @@ def _pos(position: Position | None) -> Pos | None:
 class Member:
     """One auto-reconnecting client in the room; records what its application sees, in order."""
 
-    def __init__(self, name: str, url: str, *, join_on_connect: bool) -> None:
+    def __init__(
+        self, name: str, url: str, *, join_on_connect: bool, join_by_handler: bool = False
+    ) -> None:
         self.record = checker.Member(name)
         self.join_on_connect = join_on_connect
+        self.join_by_handler = join_by_handler
         self.highest = -1  # the largest seq delivered
         self.told: Pos | None = None  # the position of the latest gap notice
         self.disconnects = 0
@@ -129,9 +133,15 @@ class Member:
         self.client.on("disconnect", self._disconnected)
 
     async def start(self) -> None:
-        """Connect and become a member (by the connect handler, or a join request)."""
+        """Connect and become a member (by the connect handler, a handler's server-side
+        join, or a join request)."""
         await self.client.connect()
-        if self.join_on_connect:
+        joined: Position | None
+        if self.join_by_handler:
+            await self.client.call("enter", ROOM)
+            assert ROOM in self.client.rooms  # its ``joined`` came before the call's ack
+            joined = None  # owed what is published from the ack on
+        elif self.join_on_connect:
             assert self.client.welcome is not None
             joined = self.client.welcome.rooms.get(ROOM)
         else:
@@ -314,7 +324,7 @@ class Run:
         self.broker, self.fault = broker, fault
         self.publisher = Publisher(publisher_url)
         self.members = [
-            Member(f"m{i}", url, join_on_connect=(i // 2) % 2 == 1)
+            Member(f"m{i}", url, join_on_connect=(i // 2) % 2 == 1, join_by_handler=i == 1)
             for i, url in enumerate(member_urls)
         ]
         self.late = [self.members[i] for i in late]
