@@ -18,6 +18,9 @@ then drives them with the harness's load generator (``wirehub.loadgen``):
 - ``emitter``: the subscribers of ``fanout`` on node B; a separate process
   publishes ``--messages`` one after the other (``wirehub.Emitter``;
   ``socketio.RedisManager(write_only=True)`` for python-socketio);
+- ``latency``: the subscribers of ``fanout`` on B, 200 evenly spaced
+  publishes/s for 3 s on A: publish-to-delivery p50/p99 (100 subscribers
+  read the publish time in the payload);
 - ``fanout_local``: the ``fanout`` of one node without Redis (the reference
   for server CPU per delivery);
 - ``workers1``, ``workers2`` (wirehub only, not in the default list): the
@@ -45,7 +48,7 @@ from typing import Any
 
 from wirehub.loadgen.client import Conn, Target, close_all, connect, connect_many
 from wirehub.loadgen.metrics import Window, server_cpu_s
-from wirehub.loadgen.workloads import Sink, payload, warm_up
+from wirehub.loadgen.workloads import Sink, fanout_latency, payload, warm_up
 
 HERE = Path(__file__).resolve().parent
 PEERS = {  # name: (server script, load generator dialect)
@@ -253,6 +256,9 @@ async def measure(peer: str, workload: str, redis: str, args: argparse.Namespace
             return await fanout(a, b, args)
         if workload == "rooms":
             return await rooms(a, b, args)
+        if workload == "latency":
+            params = {"subs": args.subs, "probes": 100, "rate": 200, "duration": 3.0, "drain": 30.0}
+            return await fanout_latency(b.target, b.process.pid, params, publisher=a.target)
         return await emitter(a, b, args, peer, redis)
     finally:
         for node in {a, b}:
@@ -275,7 +281,7 @@ def start_redis() -> tuple[subprocess.Popen[bytes], str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--peers", default="wirehub,socketio")
-    parser.add_argument("--workloads", default="fanout,rooms,emitter,fanout_local")
+    parser.add_argument("--workloads", default="fanout,latency,rooms,emitter,fanout_local")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--subs", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=100)
@@ -313,9 +319,10 @@ def main() -> None:
 def line(workload: str, peer: str, r: Result) -> str:
     bound = "*" if r["loadgen_saturated"] else " "
     cpu = r["server_cpu_us_per_op"] or 0.0
+    latency = f"  p50 {r['p50_us']:,.0f} µs p99 {r['p99_us']:,.0f} µs" if "p50_us" in r else ""
     return (
         f"{workload:13} {peer:9} {r['ops_per_s']:12,.0f}{bound}/s  {cpu:7.1f} µs/delivery  "
-        f"{r['delivered_pct']:5.1f}% delivered  other CPU {r['other_cpu_pct']}%"
+        f"{r['delivered_pct']:5.1f}% delivered  other CPU {r['other_cpu_pct']}%{latency}"
     )
 
 

@@ -186,11 +186,15 @@ async def fanout_burst(target: Target, pid: int, p: Params) -> Result:
         close_all([pub, *subs])
 
 
-async def fanout_latency(target: Target, pid: int, p: Params) -> Result:
+async def fanout_latency(
+    target: Target, pid: int, p: Params, publisher: Target | None = None
+) -> Result:
     """S subscribers, evenly spaced publishes at a steady rate: publish-to-delivery latency.
 
     The payload carries the publish time; ``probes`` subscribers (spread over the
     room) decode it, the rest only count, which keeps the load generator cheap.
+    ``publisher`` is where the publisher connects when not to ``target`` (another
+    node of the same hub: bench/cross_node.py).
     """
     loop = asyncio.get_running_loop()
     sink = Sink()
@@ -217,7 +221,8 @@ async def fanout_latency(target: Target, pid: int, p: Params) -> Result:
         on_frames=handler,
         keep_payloads=lambda i: i % stride == 0,
     )
-    pub = await connect(target, target.request("fanout", role="pub", room="0"))
+    publisher = publisher or target
+    pub = await connect(publisher, publisher.request("fanout", role="pub", room="0"))
     try:
         await warm_up(sink, lambda: pub.send(target.message(payload(stamp=True))), p["subs"])
         samples.clear()
