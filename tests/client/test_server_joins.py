@@ -8,16 +8,19 @@ not in ``rooms``, not re-joined, nothing of it replayed.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.client.conftest import FAST, Inbox, Node
+from tests.conftest import UNIT, serve
+from tests.hub.test_guarantee import Gated
 from wirehub import Hub, MemoryBroker, Peer
-from wirehub.client import Client
+from wirehub.client import Client, connect
 
 
-def joining_hub() -> Hub:
+def joining_hub(broker: MemoryBroker | None = None) -> Hub:
     """``enter``/``kick`` join and leave the caller to/from the room it names, server-side."""
-    hub = Hub(broker=MemoryBroker())
+    hub = Hub(broker=broker or MemoryBroker())
 
     @hub.on("enter")
     async def enter(peer: Peer, room: str) -> None:
@@ -79,3 +82,32 @@ async def test_a_kicked_room_is_not_rejoined_and_nothing_is_replayed(node: Any) 
         await hub.to("other").emit("said", "after")
         assert await said.get() == "after"  # nothing of lobby came before it
         assert client.rooms == {"other"} and left.empty()
+
+
+async def test_a_server_join_while_the_clients_own_join_is_in_flight() -> None:
+    """``enter`` and the client's ``join`` of one room both wait for its subscription: the
+    server's ``joined`` comes while the client's join is pending; the client ends in the
+    room once, and its events arrive once, in order."""
+    broker = Gated()
+    hub = joining_hub(broker)
+    async with serve(hub) as served, connect(served.ws("/ws")) as client:
+        said, joined = Inbox(), Inbox()
+        client.on("said", said.put)
+        client.on("joined", joined.put)
+        entering = asyncio.ensure_future(client.call("enter", "r"))
+        await asyncio.wait_for(broker.subscribing.wait(), UNIT)
+        joining = asyncio.ensure_future(client.join("r"))
+        deadline = asyncio.get_running_loop().time() + UNIT
+        while hub.rooms["r"].joining < 2:  # both wait for the subscription now
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.001)
+        broker.subscribe_gate.set()
+        await entering
+        await joining
+        assert await joined.get() == "r"
+        assert client.rooms == {"r"}
+        for n in (1, 2):
+            await hub.to("r").emit("said", n)
+        assert [await said.get() for _ in range(2)] == [1, 2]
+        await client.ping()
+        assert said.empty() and joined.empty()
