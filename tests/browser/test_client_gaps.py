@@ -19,6 +19,7 @@ from tests.browser.conftest import BROWSER, Pages, Site
 from tests.browser.test_client_api import PAGE, open_page
 from tests.client.scripted import ScriptedRoom
 from tests.client.test_gaps import LossyBroker
+from tests.hub.test_server_joins import with_joins
 from wirehub import Hub, MemoryBroker, Peer, Response, WebSocket
 from wirehub.protocol import messages as wire
 
@@ -41,15 +42,7 @@ def room_hub(broker: MemoryBroker) -> Hub:
     async def shout(peer: Peer, text: str) -> None:
         await hub.to("news").emit("said", text, exclude=peer)
 
-    @hub.on("enter")  # server-side join and leave (Flask-SocketIO's join_room, a kick)
-    async def enter(peer: Peer, room: str) -> None:
-        await peer.join(room)
-
-    @hub.on("kick")
-    async def kick(peer: Peer, room: str) -> None:
-        await peer.leave(room)
-
-    return hub
+    return with_joins(hub)  # enter/kick: server-side join and leave
 
 
 async def joined(pages: Pages, site: Site) -> tuple[Page, str]:

@@ -14,23 +14,13 @@ from typing import Any
 from tests.client.conftest import FAST, Inbox, Node
 from tests.conftest import UNIT, serve
 from tests.hub.test_guarantee import Gated
-from wirehub import Hub, MemoryBroker, Peer
+from tests.hub.test_server_joins import with_joins
+from wirehub import Hub, MemoryBroker
 from wirehub.client import Client, connect
 
 
 def joining_hub(broker: MemoryBroker | None = None) -> Hub:
-    """``enter``/``kick`` join and leave the caller to/from the room it names, server-side."""
-    hub = Hub(broker=broker or MemoryBroker())
-
-    @hub.on("enter")
-    async def enter(peer: Peer, room: str) -> None:
-        await peer.join(room)
-
-    @hub.on("kick")
-    async def kick(peer: Peer, room: str) -> None:
-        await peer.leave(room)
-
-    return hub
+    return with_joins(Hub(broker=broker or MemoryBroker()))
 
 
 async def test_a_room_the_server_joined_is_recovered_after_a_reconnection(node: Any) -> None:

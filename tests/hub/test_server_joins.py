@@ -24,8 +24,12 @@ from wirehub.brokers.redis import RedisBroker
 
 
 def joining_hub(**options: Any) -> Hub:
-    """``enter``/``kick`` join and leave the caller to/from the room it names, server-side."""
-    hub = Hub(**options)
+    return with_joins(Hub(**options))
+
+
+def with_joins(hub: Hub) -> Hub:
+    """Give ``hub`` ``enter``/``kick``: they join and leave the caller to/from the room it
+    names, server-side (Flask-SocketIO's ``join_room``, a kick)."""
 
     @hub.on("enter")
     async def enter(peer: Peer, room: str) -> None:
