@@ -1,12 +1,13 @@
 """Server-side joins and leaves after the welcome are told to the client (``joined``/``left``).
 
-Over real sockets, with the independent wire client: the ``joined`` message
-comes before any event of the room, even while events are published at the
-same moment, on one node and through Redis across two (with presence, whose
-Redis round trips follow the membership); the
-``left`` message comes after the last one; a join of a room the peer is
-already in says nothing; a kick while the client's own join replays history
-fails that join (the client is not left believing it is a member).
+Over real sockets, with the independent wire client (and the HTTP
+fallback's): the ``joined`` message comes before any event of the room,
+even while events are published at the same moment, on one node and through
+Redis across two (with presence, whose Redis round trips follow the
+membership); the ``left`` message comes after the last one; a join of a
+room the peer is already in says nothing; a kick while the client's own
+join replays history fails that join (the client is not left believing it
+is a member).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import UNIT, serve
+from tests.hub.fallback_wire import PollClient
 from tests.hub.test_guarantee import Gated
-from tests.hub.wire import WireClient, expect_nothing
+from tests.hub.wire import Requests, WireClient, expect_nothing
 from wirehub import Hub, Peer
 from wirehub.brokers.redis import RedisBroker
 
@@ -42,7 +44,7 @@ def with_joins(hub: Hub) -> Hub:
     return hub
 
 
-async def until(client: WireClient, kind: str) -> list[dict[str, Any]]:
+async def until(client: Requests, kind: str) -> list[dict[str, Any]]:
     """Messages up to and including the first of type ``kind`` (within ``UNIT``, even while
     events keep coming)."""
     # A deadline, not asyncio.timeout: 3.11's wait_for (in recv) can swallow the
@@ -132,7 +134,7 @@ async def test_a_kick_while_the_clients_join_replays_fails_that_join() -> None:
         await client.send({"type": "join", "room": "r", "since": {"epoch": epoch, "offset": 0},
                            "id": 50})  # fmt: skip
         await asyncio.wait_for(broker.reading.wait(), UNIT)
-        (peer,) = hub.rooms["r"].members
+        (peer,) = hub.peers.values()
         await peer.leave("r")  # the server's kick, as a handler would
         broker.history_gate.set()
         seen = await until(client, "error")
@@ -153,7 +155,7 @@ async def test_through_redis_joined_comes_first_and_the_room_is_recovered_on_ano
         joining_hub(broker=RedisBroker(redis_url, prefix=prefix), presence=True) for _ in range(2)
     )
     stop = asyncio.Event()
-    published = []
+    published: list[Any] = []
 
     async def publish() -> None:
         while not stop.is_set():
@@ -184,3 +186,19 @@ async def test_through_redis_joined_comes_first_and_the_room_is_recovered_on_ano
             assert [m["offset"] for m in replay] == list(
                 range(joined["offset"] + 1, ack["data"]["offset"] + 1)
             )
+
+
+async def test_joined_and_left_over_the_http_fallback() -> None:
+    """A long-polling client gets ``joined``, the room's event after it, then ``left``."""
+    hub = joining_hub()
+    async with serve(hub) as s, await PollClient.open(f"{s.url}/ws") as client:
+        await client.send({"type": "emit", "event": "enter", "data": "game", "id": 1})
+        joined = (await until(client, "joined"))[-1]
+        await hub.to("game").emit("said", 1)
+        event = (await until(client, "event"))[-1]
+        assert (event["offset"], event["data"]) == (joined["offset"] + 1, 1)
+        await client.send({"type": "emit", "event": "kick", "data": "game", "id": 2})
+        assert await until(client, "left") == [{"type": "left", "room": "game"}]
+        assert (await client.recv())["id"] == 2  # the kick's ack
+        await hub.to("game").emit("said", 2)
+        await expect_nothing(client)  # type: ignore[arg-type]  # same interface
