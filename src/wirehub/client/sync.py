@@ -105,7 +105,8 @@ class SyncClient:
 
     @property
     def rooms(self) -> frozenset[str]:
-        """The rooms this client joined (and re-joins after a reconnect)."""
+        """The rooms this client is in, joined by it or by the server (re-joined after a
+        reconnect)."""
         return self.aio.rooms
 
     @property
