@@ -56,7 +56,7 @@ EVENT_TESTS := tests/hub tests/client tests/protocol tests/security/test_robustn
 $(LATEST_VENV)/.dev: pyproject.toml Makefile
 	test -x $(LATEST_VENV)/bin/python || $(LATEST) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/python -m pip install -q -e '.[redis,jwt,metrics]' \
-		pytest pytest-asyncio pytest-timeout hypothesis trustme pydantic aiohttp
+		pytest pytest-asyncio pytest-timeout hypothesis trustme pydantic aiohttp uvicorn
 	touch $@
 
 test-latest:
