@@ -72,8 +72,10 @@ compliance: $(VENV)/.dev
 	bash compliance/install_wstest.sh
 	$(PY) compliance/run.py --cases full
 
+# The single-node matrix, then the cross-node workloads through Redis (bench/README.md).
 bench: $(VENV)/.dev
 	$(PY) bench/run.py
+	$(PY) bench/cross_node.py
 
 clean:
 	rm -rf $(VENV) $(LATEST_VENV) .tools .pytest_cache .mypy_cache .ruff_cache
