@@ -291,3 +291,22 @@ async def test_the_page_checks_skips_like_events(pages: Pages, serve_hub: Serve)
         {"epoch": "E1", "offset": 3},
         {"epoch": "E1", "offset": 6},
     ]
+
+
+async def test_the_page_reports_a_notice_in_a_recovered_replay(
+    pages: Pages, serve_hub: Serve
+) -> None:
+    """History lost offsets 2 and 3 and keeps a ``gap`` notice in their place: the re-join
+    replays it and acks ``recovered: true``, and the notice is still reported before 4."""
+    room = ScriptedRoom()
+    site = await serve_hub(room.hub(PAGE))
+    page, _ = await joined(pages, site)
+    await room.publish(1)
+    await room.publish(2, live=False, kept=False)
+    await room.publish(3, live=False, kept=False)
+    await room.notice("lost", live=False)
+    await room.publish(4)  # past a hole: the re-join from 1 replays the notice and 4
+    notice = gap("server", ("E1", 1), ("E1", 3))
+    notice[1]["detail"] = "lost"
+    assert await logged(page, 3) == [["said", 1], notice, ["said", 4]]
+    assert room.joins[-1]["since"] == {"epoch": "E1", "offset": 1}

@@ -38,18 +38,30 @@ class ScriptedRoom:
             hub.add_route("/", lambda request: Response.text(page, content_type="text/html"))
         return hub
 
-    async def publish(self, data: Any, *, live: bool = True, skip: bool = False) -> None:
-        """The room's next event: kept, and sent to the clients unless ``live`` is False.
-        ``skip``: an event that excluded the clients, which get a ``skip`` marker instead."""
+    async def publish(
+        self, data: Any, *, live: bool = True, skip: bool = False, kept: bool = True
+    ) -> None:
+        """The room's next event: kept (unless ``kept`` is False: history lost it), and sent
+        to the clients unless ``live`` is False. ``skip``: an event that excluded the
+        clients, which get a ``skip`` marker instead."""
         self.offset += 1
         event = {"type": "event", "event": "said", "data": data, "room": "news"}
         if skip:
             event = {"type": "skip", "room": "news"}
-        event |= {"epoch": self.epoch, "offset": self.offset}
-        self.kept = [*self.kept, event][-self.keep :]
+        await self._add(event, live=live, kept=kept)
+
+    async def notice(self, reason: str, *, live: bool = True) -> None:
+        """A ``gap`` notice at the room's position: kept (a re-join replays it in its place,
+        and counts as recovered up to it), and sent to the clients unless ``live`` is False."""
+        await self._add({"type": "gap", "room": "news", "reason": reason}, live=live, kept=True)
+
+    async def _add(self, message: dict[str, Any], *, live: bool, kept: bool) -> None:
+        message |= {"epoch": self.epoch, "offset": self.offset}
+        if kept:
+            self.kept = [*self.kept, message][-self.keep :]
         if live:
             for ws in list(self._sockets):
-                await ws.send(json.dumps(event))
+                await ws.send(json.dumps(message))
 
     def new_epoch(self) -> None:
         """The room lost its history: a new epoch, offsets from 1 again."""
@@ -78,8 +90,12 @@ class ScriptedRoom:
         since = join.get("since")
         if since is not None:
             missed = [e for e in self.kept if e["offset"] > since["offset"]]
+            covered = since["offset"]  # every offset up to it replayed, or a notice's
+            for e in missed:
+                if e["type"] == "gap" or e["offset"] == covered + 1:
+                    covered = e["offset"]
             same = since["epoch"] == self.epoch and since["offset"] <= self.offset
-            ack["recovered"] = same and len(missed) == self.offset - since["offset"]
+            ack["recovered"] = same and covered == self.offset
             for event in missed if ack["recovered"] else []:
                 await ws.send(json.dumps(event))
         await ws.send(json.dumps({"type": "ack", "id": join["id"], "data": ack}))

@@ -121,3 +121,20 @@ async def test_a_skip_at_the_ack_is_no_missing_event() -> None:
         await room.publish(6)
         await client.ping()
         assert log.seen == [("said", 1), ("gap", gap), ("said", 6)]
+
+
+async def test_a_notice_in_a_recovered_replay_is_a_gap() -> None:
+    """History lost offsets 2 and 3 and keeps a ``gap`` notice in their place: the re-join
+    replays it and acks ``recovered: true``, and the notice is still reported before 4."""
+    room = ScriptedRoom()
+    async with joined(room) as (client, log):
+        await room.publish(1)
+        await room.publish(2, live=False, kept=False)
+        await room.publish(3, live=False, kept=False)
+        await room.notice("lost", live=False)
+        await room.publish(4)  # past a hole: the re-join from 1 replays the notice and 4
+        gap = await log.gaps.get()
+        assert gap == Gap("news", "server", Position("E1", 1), Position("E1", 3), "lost")
+        await client.ping()
+        assert log.seen == [("said", 1), ("gap", gap), ("said", 4)]
+        assert room.joins[-1]["since"] == {"epoch": "E1", "offset": 1}

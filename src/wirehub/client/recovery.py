@@ -110,9 +110,9 @@ class Streams(Generic[T]):
             position = last
         out: list[T | Gap]
         if last is None:  # a first join: what came up to the ack, in order; no promise
-            out = _up_to(entries, 0, position)
+            out = _up_to(room, entries, None, position)
         elif recovered:  # replayed up to the ack, as the server promises
-            out = _up_to(entries, last.offset if last.epoch == position.epoch else 0, position)
+            out = _up_to(room, entries, last, position)
         elif recovered is None and cause is None:
             # A join of a room already joined on this connection: nothing was
             # missed, the stream goes on from ``last`` (the ack may be ahead of it).
@@ -230,14 +230,29 @@ class Streams(Generic[T]):
         return _ordered(entries, last.epoch if last else None)
 
 
-def _up_to(entries: list[_Entry[T]], floor: int, ack: Position) -> list[T | Gap]:
-    """The events of the ack's epoch after offset ``floor`` up to the ack's, in order, once."""
+def _up_to(
+    room: str, entries: list[_Entry[T]], last: Position | None, ack: Position
+) -> list[T | Gap]:
+    """The events of the ack's epoch after ``last`` up to the ack's, in order, once.
+
+    A server notice among them that is ahead of the events delivered so far is
+    reported (rule 3): the replay trusted up to the ack may still have a hole the
+    server announced. Before the first event of a first join (``last`` None) there
+    is nothing to miss, so a notice there only sets where the events start.
+    """
     out: list[T | Gap] = []
+    floor = last.offset if last is not None and last.epoch == ack.epoch else 0
     for entry in _ordered(entries, ack.epoch):
         at = entry.position
-        if at.epoch == ack.epoch and floor < at.offset <= ack.offset and entry.item is not None:
-            out.append(entry.item)
-            floor = at.offset
+        if at.epoch != ack.epoch or not floor < at.offset <= ack.offset:
+            continue
+        if entry.notice is None:
+            out += [entry.item] if entry.item is not None else []  # a skip: nothing
+        elif last is not None:
+            out.append(Gap(room, "server", last, at, entry.notice))
+        else:
+            continue
+        floor, last = at.offset, at
     return out
 
 

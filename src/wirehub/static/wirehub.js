@@ -619,8 +619,8 @@ class Client {
     let pos = { epoch: ack.epoch, offset: ack.offset };
     // An earlier of two overlapping re-joins answering: the stream is past it, never back.
     if (last && last.epoch === pos.epoch && pos.offset < last.offset) pos = last;
-    if (!last) this._upTo(entries, 0, pos); // a first join: no promise before the ack
-    else if (ack.recovered) this._upTo(entries, last.epoch === pos.epoch ? last.offset : 0, pos);
+    if (!last) this._upTo(room, entries, null, pos); // a first join: no promise before the ack
+    else if (ack.recovered) this._upTo(room, entries, last, pos);
     else if (ack.recovered == null && !cause) pos = last; // joined again: the stream goes on
     else this._rebase(room, entries, last, pos, cause);
     this._positions.set(room, pos);
@@ -629,13 +629,21 @@ class Client {
     this._walk(room, ordered(rest, pos.epoch), true);
   }
 
-  /** Deliver the held events of the ack's epoch after offset `floor`, up to the ack's, once. */
-  _upTo(entries, floor, pos) {
-    for (const { pos: at, meta, data } of ordered(entries, pos.epoch)) {
-      if (meta && at.epoch === pos.epoch && floor < at.offset && at.offset <= pos.offset) {
-        floor = at.offset;
-        this._deliver(meta, data);
-      }
+  /**
+   * Deliver the held events of the ack's epoch after `last`, up to the ack's, once. A server
+   * notice among them ahead of what was delivered is a gap (rule 3): the replay may still
+   * have a hole the server announced. A first join's notice before any event is no gap.
+   */
+  _upTo(room, entries, last, pos) {
+    let floor = last && last.epoch === pos.epoch ? last.offset : 0;
+    for (const { pos: at, meta, data, notice } of ordered(entries, pos.epoch)) {
+      if (at.epoch !== pos.epoch || at.offset <= floor || at.offset > pos.offset) continue;
+      if (notice === undefined) {
+        if (meta) this._deliver(meta, data); // else a skip: nothing
+      } else if (last) this._gap(room, "server", last, at, notice);
+      else continue;
+      floor = at.offset;
+      last = at;
     }
   }
 
