@@ -243,8 +243,9 @@ class Rooms:
         """Take ``member`` out of room ``name`` (nothing if it is not in it).
 
         ``ended(name)`` is called the moment it stops being a member, after
-        the last event of the room it gets (a server-side leave tells the
-        client there). A join still deciding fails instead (it sees it left).
+        the last event of the room it gets and the ``gap`` notice for any of
+        them dropped (``slow_consumer="drop"``): a server-side leave tells the
+        client there. A join still deciding fails instead (it sees it left).
         """
         joined = self._of.get(member)
         if joined is None or name not in joined:
@@ -255,6 +256,8 @@ class Rooms:
         room = self.by_name.get(name)
         if room is None or member not in room.members:
             return  # still joining: the join sees it left
+        if ended is not None:  # events dropped while it was a member are owed before ``left``
+            self.fanout.announce(member, name)
         emptied = self._forget(member, name)
         if ended is not None:
             ended(name)
