@@ -8,34 +8,49 @@ notice that it may have missed some.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 from typing import Any
 
-from tests.conftest import TEXT, UNIT, frame, serve
-from tests.hub.test_dropping import Flooding, receiver
+from tests.chaos.proxy import Proxy
+from tests.client.conftest import FAST, Node
+from tests.conftest import TEXT, TICK, UNIT, frame, serve
+from tests.hub.test_dropping import Flooding, continuous, receiver
 from tests.hub.test_guarantee import Gated
 from tests.hub.test_server_joins import joining_hub, until
 from tests.hub.wire import WireClient, expect_nothing
 from tests.server.test_bounds import narrow
 from wirehub import Hub
+from wirehub.brokers.redis import RedisBroker
+from wirehub.client import Client, EventInfo, Gap
 from wirehub.hub.peer import Peer
+
+
+class Kicking(Flooding):
+    """``Flooding`` with ``flood_kick``: publish in ``feed`` until events are dropped for
+    the caller, then kick it from ``feed`` while it is still behind; returns the last offset."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on("flood_kick")(self.flood_kick)
+
+    async def flood_kick(self, peer: Peer) -> int:
+        try:
+            offset = await self.burst(16)
+            while peer not in self.node.fanout.drops:
+                offset = await self.burst(16)
+            # No await since the check: it is still behind and the drops are still owed.
+            await peer.leave("feed")  # the server's kick
+            return offset
+        finally:
+            self.flooded.set()
 
 
 async def test_a_kick_of_a_slow_consumer_tells_what_was_dropped_before_left() -> None:
     """Under ``drop``, a member kicked while events of the room are dropped for it gets a
     gap at the last dropped position before ``left``, never ``left`` after a silent hole."""
-    hub = Flooding()
-
-    @hub.on("flood_kick")
-    async def flood_kick(peer: Peer) -> int:
-        offset = await hub.burst(16)
-        while peer not in hub.node.fanout.drops:
-            offset = await hub.burst(16)
-        offset = await hub.burst(3)  # no yield since the last drop: still behind, still owed
-        assert peer in hub.node.fanout.drops
-        await peer.leave("feed")  # the server's kick, while the client is behind
-        return offset
-
+    hub = Kicking()
     async with serve(hub) as s, narrow(s, "/ws") as (reader, writer, _):
         receive = receiver(reader)
         offset = int((await receive())["rooms"]["feed"]["offset"])
@@ -213,3 +228,109 @@ async def test_kick_and_server_rejoin_with_events_during_a_since_join() -> None:
     follows ``joined`` follows its position, once."""
     seen = await kick_and_rejoin_during_replay(True)
     check_stream(seen)
+
+
+async def test_reconnect_with_last_peer_while_the_connect_handler_rejoins_the_room() -> None:
+    """A ``connect`` handler joins ``game`` again on the reconnection while events, half of
+    them excluding the client's peer, go on: the Python client gets each event it is owed
+    once, in order, and no gap."""
+    hub = Hub()
+    hub.on("connect")(lambda peer: peer.join("game"))
+    server = await Node(hub).start()
+    got: list[int] = []
+    gaps: list[Gap] = []
+    stop = asyncio.Event()
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(server.stop)
+        client = await stack.enter_async_context(Client(server.url, reconnect=FAST))
+        client.on("tick", got.append)
+        client.on("gap", gaps.append)
+        n = 0
+
+        def peer() -> str | None:
+            return client.welcome.peer if client.welcome else None
+
+        async def publish(until: int) -> None:
+            nonlocal n
+            while n < until and not stop.is_set():
+                n += 1
+                await hub.to("game").emit("tick", n, exclude=peer() if n % 2 else None)
+                await asyncio.sleep(0)
+
+        await publish(10)
+        await server.stop()
+        await publish(20)  # while it is down: the odd ones exclude its old peer id
+        restarted = asyncio.create_task(server.start())
+        await publish(60)  # on across the reconnection and its re-join
+        await restarted
+        deadline = asyncio.get_running_loop().time() + UNIT
+        while (not got or got[-1] < 60) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(TICK)
+        assert not gaps, gaps
+        assert got == sorted(set(got)), got  # once, in order
+        assert set(range(2, 61, 2)) <= set(got), got  # every event it is owed
+
+
+async def test_through_redis_joins_on_one_node_and_excluding_publishes_on_the_other(
+    redis_url: str, prefix: str
+) -> None:
+    """Node A publishes all along, every other event excluding the client; node B joins it
+    server-side, then kicks it: ``joined``, a contiguous run of events and skips, ``left``,
+    then nothing of the room."""
+    a, b = (joining_hub(broker=RedisBroker(redis_url, prefix=prefix)) for _ in range(2))
+    stop = asyncio.Event()
+    async with serve(a) as _, serve(b) as on_b, await WireClient.open(on_b.ws("/ws")) as client:
+
+        async def publish() -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                await a.to("game").emit("tick", n, exclude=client.id if n % 2 else None)
+
+        publisher = asyncio.create_task(publish())
+        try:
+            await client.send({"type": "emit", "event": "enter", "data": "game", "id": 1})
+            seen = await until(client, "joined")
+            for _ in range(20):
+                seen.append(await client.recv())
+            await client.send({"type": "emit", "event": "kick", "data": "game", "id": 2})
+            while seen[-1] != {"type": "ack", "id": 2, "data": None}:
+                seen += await until(client, "ack")
+        finally:
+            stop.set()
+            await publisher
+        check_stream(seen)
+        notices = [m["type"] for m in seen if m["type"] not in ("ack", "event", "skip")]
+        assert notices == ["joined", "left"], seen
+        assert {"event", "skip"} <= {m["type"] for m in seen}, seen
+        await expect_nothing(client)
+
+
+async def test_the_python_client_reports_the_drops_of_a_room_it_is_kicked_from() -> None:
+    """Behind a paused proxy, the Python client is kicked from a room whose events were
+    dropped for it: ``on("gap")`` reports them up to the last one before ``left`` fires."""
+    hub = Kicking()
+    log: list[EventInfo | Gap] = []
+    left = asyncio.Event()
+    async with serve(hub) as s:
+        for listener in s.server._servers[0].sockets:  # small kernel buffers: drops come soon
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        with Proxy(s.port) as proxy:
+            client = Client(f"ws://127.0.0.1:{proxy.port}/ws", call_timeout=10 * UNIT)
+            client.on("tick", lambda data, info: log.append(info))
+            client.on("gap", log.append)
+            client.on("left", lambda room: left.set())
+            async with client:
+                assert client.welcome is not None
+                start = client.welcome.rooms["feed"].offset
+                proxy.pause()
+                try:
+                    call = asyncio.ensure_future(client.call("flood_kick"))
+                    await asyncio.wait_for(hub.flooded.wait(), 10 * UNIT)
+                finally:
+                    proxy.resume()
+                last = await asyncio.wait_for(call, 5 * UNIT)
+                await asyncio.wait_for(left.wait(), 5 * UNIT)
+                assert any(isinstance(entry, Gap) for entry in log), log
+                assert continuous(log, start) == last, "kicked past a silent hole"
+                assert client.rooms == set()
