@@ -100,6 +100,7 @@ async def test_an_excluding_emit_racing_a_server_join_gives_joined_then_a_skip()
         finally:
             stop.set()
             await publisher
+        await client.request({"type": "ping"})  # reads what is queued: a quick close
 
 
 async def test_a_server_join_during_the_clients_since_join_sends_each_position_once() -> None:
