@@ -7,6 +7,7 @@ and the browser client's copy is checked against it by a test.
 from __future__ import annotations
 
 import enum
+import math
 import re
 
 __all__ = [
@@ -78,8 +79,9 @@ RETRY_AFTER = re.compile(r"retry_after=(\d{1,6}(?:\.\d{1,6})?)$")
 
 def with_retry_after(reason: str, seconds: float) -> str:
     """``reason`` with the delay a client should wait before reconnecting
-    (``"server restarting; retry_after=0.734"``: docs/PROTOCOL.md §6)."""
-    return f"{reason}; retry_after={seconds:.3f}"
+    (``"server restarting; retry_after=0.734"``: docs/PROTOCOL.md §6). Milliseconds,
+    rounded down: a delay drawn below a bound stays below it (0.9996 is 0.999, not 1.000)."""
+    return f"{reason}; retry_after={math.floor(seconds * 1000) / 1000:.3f}"
 
 
 def retry_after(reason: str) -> float | None:

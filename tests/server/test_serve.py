@@ -22,7 +22,7 @@ from tests.conftest import (
     serve,
 )
 from wirehub import Hub, Limits, Request, Response, WebSocket
-from wirehub.codes import retry_after
+from wirehub.codes import retry_after, with_retry_after
 from wirehub.server.serve import Server
 
 
@@ -244,3 +244,11 @@ async def test_http_route_with_path_parameters() -> None:
         assert response.status == 426
         response = await http(s.port, b"GET /users/42/more HTTP/1.1\r\nHost: t\r\n\r\n")
         assert response.status == 404
+
+
+def test_a_retry_after_drawn_below_a_bound_is_written_below_it() -> None:
+    """The delay in a close reason is rounded down to the millisecond: a draw of 0.9996 s
+    below a 1 s bound must not read as 1.000 (the shutdown test saw exactly UNIT)."""
+    assert retry_after(with_retry_after("server restarting", 0.9996)) == 0.999
+    assert retry_after(with_retry_after("server restarting", 0.0004)) == 0.0
+    assert retry_after(with_retry_after("server restarting", 2.5)) == 2.5
