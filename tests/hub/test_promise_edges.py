@@ -18,7 +18,7 @@ from tests.client.conftest import FAST, Node
 from tests.conftest import TEXT, TICK, UNIT, frame, serve
 from tests.hub.test_dropping import Flooding, continuous, receiver
 from tests.hub.test_guarantee import Gated
-from tests.hub.test_server_joins import joining_hub, until
+from tests.hub.test_server_joins import joining_hub, since_join_reading_history, until
 from tests.hub.wire import WireClient, expect_nothing
 from tests.server.test_bounds import narrow
 from wirehub import Hub
@@ -188,11 +188,7 @@ async def kick_and_rejoin_during_replay(publish_between: bool) -> list[dict[str,
         epoch = (await client.join("r"))["data"]["epoch"]
         await hub.to("r").emit("e", 1)
         await client.recv()
-        broker.history_gate.clear()
-        broker.reading.clear()
-        await client.send({"type": "join", "room": "r", "since": {"epoch": epoch, "offset": 0},
-                           "id": 50})  # fmt: skip
-        await asyncio.wait_for(broker.reading.wait(), UNIT)
+        await since_join_reading_history(client, broker, epoch)
         peer = hub.peers[client.id]
         await peer.leave("r")
         await hub.to("r").emit("e", 2)  # while it is out of the room

@@ -44,6 +44,16 @@ def with_joins(hub: Hub) -> Hub:
     return hub
 
 
+async def since_join_reading_history(client: WireClient, broker: Gated, epoch: int) -> None:
+    """Send ``client``'s join of ``r`` with ``since`` (id 50) and wait until ``broker``
+    holds its history read (the replay waits for ``broker.history_gate``)."""
+    broker.history_gate.clear()
+    broker.reading.clear()
+    since = {"epoch": epoch, "offset": 0}
+    await client.send({"type": "join", "room": "r", "since": since, "id": 50})
+    await asyncio.wait_for(broker.reading.wait(), UNIT)
+
+
 async def until(client: Requests, kind: str) -> list[dict[str, Any]]:
     """Messages up to and including the first of type ``kind`` (within ``UNIT``, even while
     events keep coming)."""
@@ -129,11 +139,7 @@ async def test_a_kick_while_the_clients_join_replays_fails_that_join() -> None:
         epoch = (await client.join("r"))["data"]["epoch"]
         await hub.to("r").emit("e", 1)
         await client.recv()
-        broker.history_gate.clear()
-        broker.reading.clear()
-        await client.send({"type": "join", "room": "r", "since": {"epoch": epoch, "offset": 0},
-                           "id": 50})  # fmt: skip
-        await asyncio.wait_for(broker.reading.wait(), UNIT)
+        await since_join_reading_history(client, broker, epoch)
         (peer,) = hub.peers.values()
         await peer.leave("r")  # the server's kick, as a handler would
         broker.history_gate.set()
