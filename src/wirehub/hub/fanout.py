@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 from wirehub.codes import CloseCode
 from wirehub.config import Limits
 from wirehub.hub.transport import Transport
-from wirehub.protocol.messages import Gap, Position, Skip, encode
+from wirehub.protocol.messages import Gap, Position, encode, skip_message
 from wirehub.protocol.websocket import (
     COMPRESSION_THRESHOLD,
     encode_deflated_frame,
@@ -139,7 +139,7 @@ class Fanout:
             transport = member.transport
             if member.id == exclude:
                 if room is not None and position is not None:  # built once: ids are unique
-                    marker = encode(Skip(room, position.epoch, position.offset))
+                    marker = skip_message(room, position)
                     self.send((member,), marker, True, None, holds, position, room=room)
                 continue
             if holds and member in holds:  # its replay sends it in order (or drops it then)

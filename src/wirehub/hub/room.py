@@ -446,9 +446,7 @@ class Rooms:
             at = p.position
             assert at is not None
             if p.exclude is not None and p.exclude in excluded:
-                member.send(
-                    wire.encode(wire.Skip(room.name, at.epoch, at.offset)), True, room.name, at
-                )
+                member.send(wire.skip_message(room.name, at), True, room.name, at)
             else:
                 member.send(*wire.event_message(p.body, p.binary, room.name, at), room.name, at)
         for at, payload, text in held:

@@ -47,6 +47,7 @@ __all__ = [
     "event_body",
     "event_message",
     "pack_binary",
+    "skip_message",
     "unpack_binary",
 ]
 
@@ -358,6 +359,12 @@ def event_body(event: str, data: Any) -> tuple[bytes, bytes | None]:
 
 
 _EVENT_HEAD = b'{"type":"event",'
+
+
+def skip_message(room: str, position: Position) -> bytes:
+    """The ``skip`` marker sent, in place of ``room``'s event at ``position``, to the
+    member the event excluded (PROTOCOL.md §7): its client's position moves on."""
+    return encode(Skip(room, position.epoch, position.offset))
 
 
 def event_message(
